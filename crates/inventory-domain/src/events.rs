@@ -1,0 +1,243 @@
+//! What the service hears (order and payment events, as commands) and what it says.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::values::{OrderId, ProductId, Quantity};
+
+/// Identity and tracing data of a consumed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    /// The producer's unique id of the event; duplicates share it.
+    pub event_id: Uuid,
+    /// Id shared by every event of one business flow, passed on unchanged.
+    pub correlation_id: Option<String>,
+}
+
+/// One line of an order as the Order Service sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    /// Product ordered.
+    pub product_id: ProductId,
+    /// Units ordered.
+    pub quantity: Quantity,
+}
+
+/// The lines of one order: at most [`OrderLines::MAX`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLines(Vec<OrderLine>);
+
+/// An order with more lines than allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("an order may have at most {max} lines, got {got}")]
+pub struct TooManyLines {
+    /// Lines allowed.
+    pub max: usize,
+    /// Lines given.
+    pub got: usize,
+}
+
+impl OrderLines {
+    /// Most lines one order may have.
+    pub const MAX: usize = 100;
+
+    /// Validates the line count. An empty order is accepted here and refused
+    /// by the reservation rules with `INVALID_ORDER`, so the sender hears why.
+    pub fn new(lines: Vec<OrderLine>) -> Result<Self, TooManyLines> {
+        if lines.len() > Self::MAX {
+            return Err(TooManyLines {
+                max: Self::MAX,
+                got: lines.len(),
+            });
+        }
+        Ok(Self(lines))
+    }
+
+    /// The lines as sent.
+    pub fn lines(&self) -> &[OrderLine] {
+        &self.0
+    }
+
+    /// The lines with each product once and its quantities summed, by product id.
+    pub fn merged(&self) -> Vec<LineItem> {
+        let mut sums = std::collections::BTreeMap::<&ProductId, u32>::new();
+        for line in &self.0 {
+            *sums.entry(&line.product_id).or_default() += line.quantity.get();
+        }
+        sums.into_iter()
+            .map(|(p, q)| LineItem {
+                product_id: p.clone(),
+                quantity: q,
+            })
+            .collect()
+    }
+}
+
+/// Why held stock went back to the free pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReleaseReason {
+    /// The Order Service cancelled the order.
+    OrderCancelled,
+    /// The Payment Service could not charge.
+    PaymentFailed,
+    /// The hold outlived its time to live.
+    Expired,
+}
+
+/// Why an order could not be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureReason {
+    /// At least one line asks for more than is free.
+    InsufficientStock,
+    /// At least one line names a product with no stock record.
+    UnknownProduct,
+    /// The order has no lines.
+    InvalidOrder,
+    /// The order was cancelled before it was reserved.
+    OrderCancelled,
+}
+
+/// What a consumed event asks the inventory to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    /// `OrderCreatedEvent`: hold every line, or none.
+    Reserve {
+        /// Order to reserve for.
+        order_id: OrderId,
+        /// Its lines.
+        lines: OrderLines,
+    },
+    /// `OrderCancelledEvent` or `PaymentFailedEvent`: give back what the order holds.
+    Release {
+        /// Order to release.
+        order_id: OrderId,
+        /// Why.
+        reason: ReleaseReason,
+    },
+    /// `PaymentSucceededEvent`: the held units leave the shelf.
+    Commit {
+        /// Order to commit.
+        order_id: OrderId,
+    },
+}
+
+impl OrderCommand {
+    /// The order the command is about.
+    pub fn order_id(&self) -> &OrderId {
+        match self {
+            Self::Reserve { order_id, .. } | Self::Release { order_id, .. } | Self::Commit { order_id } => order_id,
+        }
+    }
+}
+
+/// A decoded, valid consumed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingEvent {
+    /// Identity of the event.
+    pub meta: EventMeta,
+    /// What it asks for.
+    pub command: OrderCommand,
+}
+
+/// A product and a number of units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineItem {
+    /// Product.
+    pub product_id: ProductId,
+    /// Units.
+    pub quantity: u32,
+}
+
+/// A line that could not be reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShortLine {
+    /// Product.
+    pub product_id: ProductId,
+    /// Units the order asked for (summed over its lines).
+    pub requested: u32,
+    /// Units free when it was tried (0 for an unknown product).
+    pub available: u32,
+}
+
+/// What the inventory tells the other services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "eventType", rename_all_fields = "camelCase")]
+pub enum InventoryEvent {
+    /// Every line is on hold.
+    #[serde(rename = "InventoryReservedEvent")]
+    Reserved {
+        /// Order reserved.
+        order_id: OrderId,
+        /// Units held, one line per product.
+        items: Vec<LineItem>,
+    },
+    /// Nothing was held.
+    #[serde(rename = "StockReservationFailedEvent")]
+    ReservationFailed {
+        /// Order refused.
+        order_id: OrderId,
+        /// Machine-readable cause.
+        reason: FailureReason,
+        /// Human-readable cause.
+        detail: String,
+        /// The lines that were short.
+        items: Vec<ShortLine>,
+    },
+    /// A hold was given back.
+    #[serde(rename = "InventoryReleasedEvent")]
+    Released {
+        /// Order released.
+        order_id: OrderId,
+        /// Why.
+        reason: ReleaseReason,
+        /// Units given back.
+        items: Vec<LineItem>,
+    },
+}
+
+impl InventoryEvent {
+    /// The event type name on the wire.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::Reserved { .. } => "InventoryReservedEvent",
+            Self::ReservationFailed { .. } => "StockReservationFailedEvent",
+            Self::Released { .. } => "InventoryReleasedEvent",
+        }
+    }
+
+    /// The order the event is about; it is the record key.
+    pub fn order_id(&self) -> &OrderId {
+        match self {
+            Self::Reserved { order_id, .. }
+            | Self::ReservationFailed { order_id, .. }
+            | Self::Released { order_id, .. } => order_id,
+        }
+    }
+}
+
+/// An event to publish, with its envelope; stored in the outbox in the same
+/// transaction as the change that produced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEvent {
+    /// Unique id of this event.
+    pub event_id: Uuid,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Id of the consumed event that caused it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// Correlation id received with the cause, passed on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The event.
+    #[serde(flatten)]
+    pub event: InventoryEvent,
+}

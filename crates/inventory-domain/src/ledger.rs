@@ -1,0 +1,463 @@
+//! A unit of work in memory: the rows a change needs, the rules applied to
+//! them, and the change set that results. Pure; the service loads and saves.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::events::{
+    EventMeta, FailureReason, IncomingEvent, InventoryEvent, LineItem, OrderCommand, OrderLines, OutboxEvent,
+    ReleaseReason, ShortLine,
+};
+use crate::inventory::{Inventory, StockError};
+use crate::ports::{Adjustment, ChangeSet, ProcessedEvent, ReservationWrite, Snapshot, StockWrite};
+use crate::reservation::{Reservation, ReservationStatus};
+use crate::values::{Actor, AdjustmentReason, OrderId, ProductId, Quantity, StockCount};
+
+/// What handling one consumed event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The event id was processed before; nothing changed.
+    Duplicate,
+    /// Every line is on hold.
+    Reserved,
+    /// Nothing was held, for this reason.
+    Failed(FailureReason),
+    /// The hold was given back.
+    Released,
+    /// The hold became a deduction.
+    Committed,
+    /// A cancel arrived first; it is remembered.
+    CancelRecorded,
+    /// The order's state makes the event meaningless (e.g. cancel after commit).
+    NoChange,
+}
+
+impl Outcome {
+    /// Stable name, for metrics and the processed-event record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::Reserved => "reserved",
+            Self::Failed(_) => "failed",
+            Self::Released => "released",
+            Self::Committed => "committed",
+            Self::CancelRecorded => "cancel_recorded",
+            Self::NoChange => "no_change",
+        }
+    }
+}
+
+/// A stored state the rules cannot work from; points at a bug or a bad manual edit.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("order {order_id} holds {product_id}, but its stock cannot take the change: {source}")]
+pub struct Inconsistency {
+    /// Order.
+    pub order_id: OrderId,
+    /// Product.
+    pub product_id: ProductId,
+    /// What the aggregate refused.
+    pub source: StockError,
+}
+
+/// Why a manual change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AdjustError {
+    /// The product has no stock record.
+    #[error("product {0} has no stock record")]
+    NotFound(ProductId),
+    /// The caller's view is stale.
+    #[error("expected version {expected}, found {actual}")]
+    VersionMismatch {
+        /// Version the caller saw.
+        expected: i64,
+        /// Version stored.
+        actual: i64,
+    },
+    /// The aggregate refused the change.
+    #[error(transparent)]
+    Stock(#[from] StockError),
+}
+
+#[derive(Debug, Clone)]
+struct Slot<T> {
+    value: T,
+    stored_version: Option<i64>,
+    dirty: bool,
+}
+
+impl<T> Slot<T> {
+    fn stored(value: T, version: i64) -> Self {
+        Self {
+            value,
+            stored_version: Some(version),
+            dirty: false,
+        }
+    }
+    fn fresh(value: T) -> Self {
+        Self {
+            value,
+            stored_version: None,
+            dirty: true,
+        }
+    }
+    fn next_version(&self) -> i64 {
+        self.stored_version.map_or(0, |v| v + 1)
+    }
+}
+
+/// The unit of work.
+#[derive(Debug)]
+pub struct Ledger {
+    now: DateTime<Utc>,
+    hold_ttl: Duration,
+    stock: BTreeMap<ProductId, Slot<Inventory>>,
+    reservations: HashMap<OrderId, Slot<Reservation>>,
+    seen_events: HashSet<Uuid>,
+    processed: Vec<ProcessedEvent>,
+    outbox: Vec<OutboxEvent>,
+    adjustments: Vec<Adjustment>,
+}
+
+impl Ledger {
+    /// Starts a unit of work from what the store held.
+    pub fn new(snapshot: Snapshot, now: DateTime<Utc>, hold_ttl: Duration) -> Self {
+        Self {
+            now,
+            hold_ttl,
+            stock: snapshot
+                .stock
+                .into_iter()
+                .map(|inv| (inv.product_id().clone(), Slot::stored(inv.clone(), inv.version())))
+                .collect(),
+            reservations: snapshot
+                .reservations
+                .into_iter()
+                .map(|r| (r.order_id().clone(), Slot::stored(r.clone(), r.version())))
+                .collect(),
+            seen_events: snapshot.processed_events.into_iter().collect(),
+            processed: Vec::new(),
+            outbox: Vec::new(),
+            adjustments: Vec::new(),
+        }
+    }
+
+    /// Stock of a product as the unit of work sees it now.
+    pub fn stock(&self, product: &ProductId) -> Option<&Inventory> {
+        self.stock.get(product).map(|s| &s.value)
+    }
+
+    /// Reservation of an order as the unit of work sees it now.
+    pub fn reservation(&self, order: &OrderId) -> Option<&Reservation> {
+        self.reservations.get(order).map(|s| &s.value)
+    }
+
+    /// Adds received units, creating the record for a new product.
+    pub fn add_stock(&mut self, product: &ProductId, amount: Quantity, actor: &Actor) -> Result<(), StockError> {
+        let now = self.now;
+        let slot = self
+            .stock
+            .entry(product.clone())
+            .or_insert_with(|| Slot::fresh(Inventory::new(Uuid::now_v7(), product.clone(), now)));
+        let old = slot.value.quantity();
+        slot.value.add(amount, now)?;
+        slot.dirty = true;
+        self.adjustments.push(Adjustment {
+            product_id: product.clone(),
+            old_quantity: old,
+            new_quantity: slot.value.quantity(),
+            reason: AdjustmentReason::Add,
+            actor: actor.clone(),
+            note: None,
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// Sets a product's physical count after a count or a correction.
+    pub fn audit_stock(
+        &mut self,
+        product: &ProductId,
+        count: StockCount,
+        reason: AdjustmentReason,
+        actor: &Actor,
+        expected_version: Option<i64>,
+    ) -> Result<(), AdjustError> {
+        let now = self.now;
+        let slot = self
+            .stock
+            .get_mut(product)
+            .ok_or_else(|| AdjustError::NotFound(product.clone()))?;
+        if let Some(expected) = expected_version {
+            let actual = slot.value.version();
+            if expected != actual {
+                return Err(AdjustError::VersionMismatch { expected, actual });
+            }
+        }
+        let old = slot.value.quantity();
+        slot.value.audit(count, now)?;
+        slot.dirty = true;
+        self.adjustments.push(Adjustment {
+            product_id: product.clone(),
+            old_quantity: old,
+            new_quantity: count.get(),
+            reason,
+            actor: actor.clone(),
+            note: None,
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// Applies one consumed event; a redelivered event id changes nothing.
+    pub fn apply(&mut self, event: &IncomingEvent) -> Result<Outcome, Inconsistency> {
+        if !self.seen_events.insert(event.meta.event_id) {
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = match &event.command {
+            OrderCommand::Reserve { order_id, lines } => self.reserve(&event.meta, order_id, lines),
+            OrderCommand::Release { order_id, reason } => self.release(Some(&event.meta), order_id, *reason)?,
+            OrderCommand::Commit { order_id } => self.commit(order_id)?,
+        };
+        self.processed.push(ProcessedEvent {
+            event_id: event.meta.event_id,
+            order_id: event.command.order_id().clone(),
+            outcome: outcome.as_str(),
+            processed_at: self.now,
+        });
+        Ok(outcome)
+    }
+
+    /// Releases an order's hold if it is still active and expired.
+    pub fn expire(&mut self, order: &OrderId) -> Result<Outcome, Inconsistency> {
+        let expired = self
+            .reservation(order)
+            .is_some_and(|r| r.status().is_active() && r.expires_at().is_some_and(|at| at <= self.now));
+        if !expired {
+            return Ok(Outcome::NoChange);
+        }
+        self.release(None, order, ReleaseReason::Expired)
+    }
+
+    fn reserve(&mut self, meta: &EventMeta, order_id: &OrderId, lines: &OrderLines) -> Outcome {
+        if let Some(existing) = self.reservations.get(order_id) {
+            if existing.value.status() != ReservationStatus::Cancelled {
+                return Outcome::NoChange;
+            }
+            let detail = format!("order {order_id} was cancelled before it could be reserved");
+            return self.fail(meta, order_id, FailureReason::OrderCancelled, detail, Vec::new());
+        }
+        let wanted = lines.merged();
+        if wanted.is_empty() {
+            return self.fail(
+                meta,
+                order_id,
+                FailureReason::InvalidOrder,
+                "the order has no lines".into(),
+                Vec::new(),
+            );
+        }
+        let mut short = Vec::new();
+        let mut unknown = false;
+        for line in &wanted {
+            match self.stock(&line.product_id) {
+                None => {
+                    unknown = true;
+                    short.push(ShortLine {
+                        product_id: line.product_id.clone(),
+                        requested: line.quantity,
+                        available: 0,
+                    });
+                }
+                Some(inv) if inv.available() < line.quantity => short.push(ShortLine {
+                    product_id: line.product_id.clone(),
+                    requested: line.quantity,
+                    available: inv.available(),
+                }),
+                Some(_) => {}
+            }
+        }
+        if !short.is_empty() {
+            let reason = if unknown {
+                FailureReason::UnknownProduct
+            } else {
+                FailureReason::InsufficientStock
+            };
+            let detail = short
+                .iter()
+                .map(|s| format!("{}: requested {}, available {}", s.product_id, s.requested, s.available))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return self.fail(meta, order_id, reason, detail, short);
+        }
+        for line in &wanted {
+            if let Some(slot) = self.stock.get_mut(&line.product_id) {
+                // Checked above against the same state: cannot fail.
+                if slot.value.reserve(line.quantity, self.now).is_ok() {
+                    slot.dirty = true;
+                }
+            }
+        }
+        let expires_at = self.now + self.hold_ttl;
+        let reservation = Reservation::reserved(order_id.clone(), wanted.clone(), self.now, expires_at);
+        self.reservations.insert(order_id.clone(), Slot::fresh(reservation));
+        self.emit(
+            Some(meta),
+            InventoryEvent::Reserved {
+                order_id: order_id.clone(),
+                items: wanted,
+            },
+        );
+        Outcome::Reserved
+    }
+
+    fn fail(
+        &mut self,
+        meta: &EventMeta,
+        order_id: &OrderId,
+        reason: FailureReason,
+        detail: String,
+        items: Vec<ShortLine>,
+    ) -> Outcome {
+        let status = ReservationStatus::Failed(reason);
+        match self.reservations.get_mut(order_id) {
+            Some(slot) => {
+                slot.value.transition(status, self.now);
+                slot.dirty = true;
+            }
+            None => {
+                let record = Reservation::new(order_id.clone(), status, Vec::new(), self.now, None);
+                self.reservations.insert(order_id.clone(), Slot::fresh(record));
+            }
+        }
+        self.emit(
+            Some(meta),
+            InventoryEvent::ReservationFailed {
+                order_id: order_id.clone(),
+                reason,
+                detail,
+                items,
+            },
+        );
+        Outcome::Failed(reason)
+    }
+
+    fn release(
+        &mut self,
+        meta: Option<&EventMeta>,
+        order_id: &OrderId,
+        reason: ReleaseReason,
+    ) -> Result<Outcome, Inconsistency> {
+        let now = self.now;
+        let Some(slot) = self.reservations.get_mut(order_id) else {
+            if reason == ReleaseReason::Expired {
+                return Ok(Outcome::NoChange);
+            }
+            let record = Reservation::new(order_id.clone(), ReservationStatus::Cancelled, Vec::new(), now, None);
+            self.reservations.insert(order_id.clone(), Slot::fresh(record));
+            return Ok(Outcome::CancelRecorded);
+        };
+        if !slot.value.status().is_active() {
+            return Ok(Outcome::NoChange);
+        }
+        let items = slot.value.lines().to_vec();
+        slot.value.transition(ReservationStatus::Released(reason), now);
+        slot.dirty = true;
+        self.change_stock(order_id, &items, |inv, n, now| inv.release(n, now))?;
+        self.emit(
+            meta,
+            InventoryEvent::Released {
+                order_id: order_id.clone(),
+                reason,
+                items,
+            },
+        );
+        Ok(Outcome::Released)
+    }
+
+    fn commit(&mut self, order_id: &OrderId) -> Result<Outcome, Inconsistency> {
+        let now = self.now;
+        let Some(slot) = self.reservations.get_mut(order_id) else {
+            return Ok(Outcome::NoChange);
+        };
+        if !slot.value.status().is_active() {
+            return Ok(Outcome::NoChange);
+        }
+        let items = slot.value.lines().to_vec();
+        slot.value.transition(ReservationStatus::Committed, now);
+        slot.dirty = true;
+        self.change_stock(order_id, &items, |inv, n, now| inv.commit(n, now))?;
+        Ok(Outcome::Committed)
+    }
+
+    fn change_stock(
+        &mut self,
+        order_id: &OrderId,
+        items: &[LineItem],
+        change: impl Fn(&mut Inventory, u32, DateTime<Utc>) -> Result<(), StockError>,
+    ) -> Result<(), Inconsistency> {
+        for item in items {
+            let inconsistency = |source| Inconsistency {
+                order_id: order_id.clone(),
+                product_id: item.product_id.clone(),
+                source,
+            };
+            let slot = self.stock.get_mut(&item.product_id).ok_or_else(|| {
+                inconsistency(StockError::NotReserved {
+                    requested: item.quantity,
+                    reserved: 0,
+                })
+            })?;
+            change(&mut slot.value, item.quantity, self.now).map_err(inconsistency)?;
+            slot.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, cause: Option<&EventMeta>, event: InventoryEvent) {
+        self.outbox.push(OutboxEvent {
+            event_id: Uuid::now_v7(),
+            occurred_at: self.now,
+            causation_id: cause.map(|m| m.event_id),
+            correlation_id: cause.and_then(|m| m.correlation_id.clone()),
+            event,
+        });
+    }
+
+    /// The events this unit of work produced so far.
+    pub fn outbox(&self) -> &[OutboxEvent] {
+        &self.outbox
+    }
+
+    /// What must be saved: changed rows with their next versions.
+    pub fn into_changes(self) -> ChangeSet {
+        let stock = self
+            .stock
+            .into_values()
+            .filter(|s| s.dirty)
+            .map(|s| StockWrite {
+                expected_version: s.stored_version,
+                inventory: s.value.clone().with_version(s.next_version()),
+            })
+            .collect();
+        let mut reservations: Vec<ReservationWrite> = self
+            .reservations
+            .into_values()
+            .filter(|s| s.dirty)
+            .map(|s| ReservationWrite {
+                expected_version: s.stored_version,
+                reservation: s.value.clone().with_version(s.next_version()),
+            })
+            .collect();
+        reservations.sort_by(|a, b| a.reservation.order_id().cmp(b.reservation.order_id()));
+        ChangeSet {
+            stock,
+            reservations,
+            processed_events: self.processed,
+            outbox: self.outbox,
+            adjustments: self.adjustments,
+        }
+    }
+}

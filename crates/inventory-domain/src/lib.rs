@@ -1,0 +1,28 @@
+//! The inventory domain: stock that is never sold twice.
+//!
+//! Holds the [`Inventory`] aggregate, per-order [`Reservation`]s, the rules
+//! that move stock between them ([`Ledger`]), the use cases with optimistic
+//! retry ([`InventoryService`]) and the ports adapters implement. It does no
+//! I/O and knows no framework.
+
+pub mod events;
+pub mod inventory;
+pub mod ledger;
+pub mod ports;
+pub mod reservation;
+pub mod service;
+pub mod values;
+
+pub use events::{
+    EventMeta, FailureReason, IncomingEvent, InventoryEvent, LineItem, OrderCommand, OrderLine, OrderLines,
+    OutboxEvent, ReleaseReason, ShortLine, TooManyLines,
+};
+pub use inventory::{InvalidStockRow, Inventory, StockError};
+pub use ledger::{AdjustError, Inconsistency, Ledger, Outcome};
+pub use ports::{
+    Adjustment, AdjustmentRecord, ChangeSet, Clock, InventoryRepository, LoadRequest, ProcessedEvent, RepoError,
+    ReservationWrite, Snapshot, StockWrite,
+};
+pub use reservation::{Reservation, ReservationStatus};
+pub use service::{InventoryService, ServiceConfig, ServiceError, ServiceMetrics};
+pub use values::{Actor, AdjustmentReason, IdError, OrderId, ProductId, Quantity, QuantityError, StockCount};

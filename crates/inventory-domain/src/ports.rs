@@ -1,0 +1,181 @@
+//! What the domain needs from the outside world, as traits the adapters implement.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::events::OutboxEvent;
+use crate::inventory::Inventory;
+use crate::reservation::Reservation;
+use crate::values::{Actor, AdjustmentReason, OrderId, ProductId};
+
+/// A store failure, as the domain sees it.
+#[derive(Debug, Error)]
+pub enum RepoError {
+    /// Another writer changed a row since it was loaded (optimistic lock), or
+    /// created one this change meant to create. Reload and try again.
+    #[error("concurrent update")]
+    Conflict,
+    /// The store cannot be reached or gave up for now; trying later may work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused the change or returned data it should never hold.
+    #[error("store failure: {0}")]
+    Failure(String),
+}
+
+/// What a unit of work needs to read before it decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadRequest {
+    /// Stock rows to load.
+    pub products: Vec<ProductId>,
+    /// Reservations to load; the stock rows their lines name are loaded too.
+    pub orders: Vec<OrderId>,
+    /// Consumed event ids to check against the processed-event record.
+    pub events: Vec<Uuid>,
+}
+
+/// What the store held when a unit of work began.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Existing stock rows among those asked for (and those the reservations name).
+    pub stock: Vec<Inventory>,
+    /// Existing reservations among those asked for.
+    pub reservations: Vec<Reservation>,
+    /// Event ids among those asked for that were already processed.
+    pub processed_events: Vec<Uuid>,
+}
+
+/// A stock row to write: inserted when `expected_version` is `None`, else
+/// updated only if the stored version still equals it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockWrite {
+    /// The row as it must be stored, version included.
+    pub inventory: Inventory,
+    /// Version the change was computed from.
+    pub expected_version: Option<i64>,
+}
+
+/// A reservation to write, with the same optimistic rule as [`StockWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationWrite {
+    /// The record as it must be stored, version included.
+    pub reservation: Reservation,
+    /// Version the change was computed from.
+    pub expected_version: Option<i64>,
+}
+
+/// A consumed event to remember, so a redelivery changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessedEvent {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Order it was about.
+    pub order_id: OrderId,
+    /// What the service did with it.
+    pub outcome: &'static str,
+    /// When.
+    pub processed_at: DateTime<Utc>,
+}
+
+/// One manual change of a physical count: the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment {
+    /// Product changed.
+    pub product_id: ProductId,
+    /// Count before.
+    pub old_quantity: u32,
+    /// Count after.
+    pub new_quantity: u32,
+    /// Why.
+    pub reason: AdjustmentReason,
+    /// Who.
+    pub actor: Actor,
+    /// Free-text note, if any.
+    pub note: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl Adjustment {
+    /// `new_quantity - old_quantity`.
+    pub fn delta(&self) -> i64 {
+        i64::from(self.new_quantity) - i64::from(self.old_quantity)
+    }
+}
+
+/// Everything one unit of work changes; saved in one transaction or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// Stock rows, ordered by product id (the store locks in this order).
+    pub stock: Vec<StockWrite>,
+    /// Reservations.
+    pub reservations: Vec<ReservationWrite>,
+    /// Consumed events handled.
+    pub processed_events: Vec<ProcessedEvent>,
+    /// Events to publish (the outbox).
+    pub outbox: Vec<OutboxEvent>,
+    /// Audit trail rows.
+    pub adjustments: Vec<Adjustment>,
+}
+
+impl ChangeSet {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.stock.is_empty()
+            && self.reservations.is_empty()
+            && self.processed_events.is_empty()
+            && self.outbox.is_empty()
+            && self.adjustments.is_empty()
+    }
+}
+
+/// A stored audit trail row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustmentRecord {
+    /// Row id, increasing with time; the cursor for paging.
+    pub id: i64,
+    /// The change.
+    pub adjustment: Adjustment,
+}
+
+/// The store of stock, reservations, processed events, outbox and audit trail.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait InventoryRepository: Send + Sync {
+    /// Stock rows of these products; unknown products are left out. One query.
+    async fn stock(&self, products: &[ProductId]) -> Result<Vec<Inventory>, RepoError>;
+
+    /// Reads what a unit of work needs, without locking.
+    async fn load(&self, request: &LoadRequest) -> Result<Snapshot, RepoError>;
+
+    /// Writes a change set in one transaction, stock rows in product-id
+    /// order, each with its optimistic version check; outbox rows in the same
+    /// transaction. Any version mismatch or duplicate key is [`RepoError::Conflict`]
+    /// and nothing is written.
+    async fn save(&self, changes: &ChangeSet) -> Result<(), RepoError>;
+
+    /// Orders whose active hold expired at `now`, oldest first.
+    async fn expired_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, RepoError>;
+
+    /// A product's audit trail, newest first, rows with an id below `before`.
+    async fn adjustments(
+        &self,
+        product: &ProductId,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<AdjustmentRecord>, RepoError>;
+}
+
+/// Time, behind a port so tests control it.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+    /// Waits `duration` (the retry backoff).
+    async fn sleep(&self, duration: Duration);
+}

@@ -1,0 +1,324 @@
+//! Use cases: load, apply the rules, save; on an optimistic-lock conflict,
+//! reload and try again with jittered backoff, a bounded number of times.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::events::IncomingEvent;
+use crate::inventory::{Inventory, StockError};
+use crate::ledger::{AdjustError, Inconsistency, Ledger, Outcome};
+use crate::ports::{AdjustmentRecord, Clock, InventoryRepository, LoadRequest, RepoError};
+use crate::values::{Actor, AdjustmentReason, ProductId, Quantity, StockCount};
+
+/// How conflicts are retried and how long holds last.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Attempts per use case, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubled each time, with jitter.
+    pub base_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// Time a hold lasts before the sweeper releases it.
+    pub hold_ttl: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            base_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(200),
+            hold_ttl: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Counters of optimistic-lock behaviour, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct ServiceMetrics {
+    conflicts: AtomicU64,
+    retries: AtomicU64,
+    exhausted: AtomicU64,
+}
+
+impl ServiceMetrics {
+    /// Saves refused because a row changed under us.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+    /// Attempts made after a conflict.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+    /// Use cases that gave up after the last attempt.
+    pub fn exhausted(&self) -> u64 {
+        self.exhausted.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a use case failed.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// The product has no stock record.
+    #[error("product {0} has no stock record")]
+    NotFound(ProductId),
+    /// The stock rules refused the change.
+    #[error(transparent)]
+    Stock(#[from] StockError),
+    /// The caller's expected version is stale.
+    #[error("expected version {expected}, found {actual}")]
+    VersionMismatch {
+        /// Version the caller saw.
+        expected: i64,
+        /// Version stored.
+        actual: i64,
+    },
+    /// Every attempt met a concurrent change.
+    #[error("gave up after {attempts} attempts: the rows kept changing")]
+    Contention {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Stored data the rules cannot work from.
+    #[error(transparent)]
+    Inconsistent(#[from] Inconsistency),
+    /// The store could not be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store failed.
+    #[error("store failure: {0}")]
+    Store(String),
+}
+
+impl From<AdjustError> for ServiceError {
+    fn from(e: AdjustError) -> Self {
+        match e {
+            AdjustError::NotFound(p) => Self::NotFound(p),
+            AdjustError::VersionMismatch { expected, actual } => Self::VersionMismatch { expected, actual },
+            AdjustError::Stock(s) => Self::Stock(s),
+        }
+    }
+}
+
+impl From<RepoError> for ServiceError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Conflict => Self::Contention { attempts: 1 },
+            RepoError::Unavailable(m) => Self::Unavailable(m),
+            RepoError::Failure(m) => Self::Store(m),
+        }
+    }
+}
+
+/// The inventory's use cases over a repository and a clock.
+pub struct InventoryService<R, C> {
+    repo: Arc<R>,
+    clock: Arc<C>,
+    config: ServiceConfig,
+    metrics: Arc<ServiceMetrics>,
+}
+
+impl<R, C> Clone for InventoryService<R, C> {
+    fn clone(&self) -> Self {
+        Self {
+            repo: Arc::clone(&self.repo),
+            clock: Arc::clone(&self.clock),
+            config: self.config.clone(),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
+    /// Builds the service.
+    pub fn new(repo: Arc<R>, clock: Arc<C>, config: ServiceConfig) -> Self {
+        Self {
+            repo,
+            clock,
+            config,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Conflict and retry counters.
+    pub fn metrics(&self) -> &Arc<ServiceMetrics> {
+        &self.metrics
+    }
+
+    /// The repository, for adapters that read it directly (health checks).
+    pub fn repository(&self) -> &Arc<R> {
+        &self.repo
+    }
+
+    /// Stock of one product, if it has a record.
+    pub async fn get_stock(&self, product: &ProductId) -> Result<Option<Inventory>, ServiceError> {
+        let mut rows = self.repo.stock(std::slice::from_ref(product)).await?;
+        Ok(rows.pop())
+    }
+
+    /// Units available per product id (0 for an unknown product), in one read.
+    pub async fn availability(&self, products: &[ProductId]) -> Result<HashMap<ProductId, u32>, ServiceError> {
+        let mut unique = products.to_vec();
+        unique.sort();
+        unique.dedup();
+        let found = self.repo.stock(&unique).await?;
+        let mut map: HashMap<ProductId, u32> = unique.into_iter().map(|p| (p, 0)).collect();
+        for inv in found {
+            map.insert(inv.product_id().clone(), inv.available());
+        }
+        Ok(map)
+    }
+
+    /// Adds received units; creates the record for a new product.
+    pub async fn add_stock(
+        &self,
+        product: &ProductId,
+        amount: Quantity,
+        actor: &Actor,
+    ) -> Result<Inventory, ServiceError> {
+        let request = LoadRequest {
+            products: vec![product.clone()],
+            ..LoadRequest::default()
+        };
+        self.execute(&request, |ledger| Ok(ledger.add_stock(product, amount, actor)?))
+            .await
+            .and_then(|(_, changes)| written(changes, product))
+    }
+
+    /// Sets the physical count; refused below what is reserved, or when
+    /// `expected_version` is given and stale.
+    pub async fn audit_stock(
+        &self,
+        product: &ProductId,
+        count: StockCount,
+        reason: AdjustmentReason,
+        actor: &Actor,
+        expected_version: Option<i64>,
+    ) -> Result<Inventory, ServiceError> {
+        let request = LoadRequest {
+            products: vec![product.clone()],
+            ..LoadRequest::default()
+        };
+        self.execute(&request, |ledger| {
+            Ok(ledger.audit_stock(product, count, reason, actor, expected_version)?)
+        })
+        .await
+        .and_then(|(_, changes)| written(changes, product))
+    }
+
+    /// A product's audit trail, newest first.
+    pub async fn adjustments(
+        &self,
+        product: &ProductId,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<AdjustmentRecord>, ServiceError> {
+        Ok(self.repo.adjustments(product, limit, before).await?)
+    }
+
+    /// Handles consumed events in one unit of work, in order; each order is
+    /// all-or-nothing, and the whole batch is saved in one transaction.
+    pub async fn handle_events(&self, events: &[IncomingEvent]) -> Result<Vec<Outcome>, ServiceError> {
+        let mut request = LoadRequest::default();
+        for event in events {
+            request.events.push(event.meta.event_id);
+            request.orders.push(event.command.order_id().clone());
+            if let crate::events::OrderCommand::Reserve { lines, .. } = &event.command {
+                request
+                    .products
+                    .extend(lines.lines().iter().map(|l| l.product_id.clone()));
+            }
+        }
+        request.products.sort();
+        request.products.dedup();
+        request.orders.sort();
+        request.orders.dedup();
+        let (outcomes, _) = self
+            .execute(&request, |ledger| {
+                events
+                    .iter()
+                    .map(|e| ledger.apply(e).map_err(ServiceError::from))
+                    .collect()
+            })
+            .await?;
+        Ok(outcomes)
+    }
+
+    /// Releases up to `limit` expired holds; returns how many were released.
+    pub async fn expire_holds(&self, limit: i64) -> Result<usize, ServiceError> {
+        let orders = self.repo.expired_holds(self.clock.now(), limit).await?;
+        if orders.is_empty() {
+            return Ok(0);
+        }
+        let request = LoadRequest {
+            orders: orders.clone(),
+            ..LoadRequest::default()
+        };
+        let (outcomes, _) = self
+            .execute(&request, |ledger| {
+                orders
+                    .iter()
+                    .map(|o| ledger.expire(o).map_err(ServiceError::from))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(outcomes.iter().filter(|o| **o == Outcome::Released).count())
+    }
+
+    async fn execute<T>(
+        &self,
+        request: &LoadRequest,
+        mut work: impl FnMut(&mut Ledger) -> Result<T, ServiceError>,
+    ) -> Result<(T, crate::ports::ChangeSet), ServiceError> {
+        let ttl = chrono::Duration::from_std(self.config.hold_ttl).unwrap_or(chrono::Duration::minutes(30));
+        let mut attempt = 1;
+        loop {
+            let snapshot = self.repo.load(request).await?;
+            let mut ledger = Ledger::new(snapshot, self.clock.now(), ttl);
+            let result = work(&mut ledger)?;
+            let changes = ledger.into_changes();
+            if changes.is_empty() {
+                return Ok((result, changes));
+            }
+            match self.repo.save(&changes).await {
+                Ok(()) => return Ok((result, changes)),
+                Err(RepoError::Conflict) => {
+                    self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+                    if attempt >= self.config.max_attempts {
+                        self.metrics.exhausted.fetch_add(1, Ordering::Relaxed);
+                        return Err(ServiceError::Contention { attempts: attempt });
+                    }
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    self.clock.sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+
+    /// Full jitter: a random wait up to `base * 2^(attempt-1)`, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .base_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let cap = exp.min(self.config.max_backoff);
+        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+}
+
+fn written(changes: crate::ports::ChangeSet, product: &ProductId) -> Result<Inventory, ServiceError> {
+    changes
+        .stock
+        .into_iter()
+        .map(|w| w.inventory)
+        .find(|inv| inv.product_id() == product)
+        .ok_or_else(|| ServiceError::NotFound(product.clone()))
+}

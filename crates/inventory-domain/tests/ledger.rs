@@ -1,0 +1,242 @@
+//! The reservation state machine, event by event.
+
+use chrono::{Duration, TimeZone, Utc};
+use inventory_domain::*;
+use uuid::Uuid;
+
+fn pid(s: &str) -> ProductId {
+    ProductId::parse(s).unwrap()
+}
+
+fn oid(s: &str) -> OrderId {
+    OrderId::parse(s).unwrap()
+}
+
+fn meta(n: u128) -> EventMeta {
+    EventMeta {
+        event_id: Uuid::from_u128(n),
+        correlation_id: None,
+    }
+}
+
+fn reserve(n: u128, order: &str, lines: &[(&str, i64)]) -> IncomingEvent {
+    let lines = lines
+        .iter()
+        .map(|(p, q)| OrderLine {
+            product_id: pid(p),
+            quantity: Quantity::new(*q).unwrap(),
+        })
+        .collect();
+    IncomingEvent {
+        meta: meta(n),
+        command: OrderCommand::Reserve {
+            order_id: oid(order),
+            lines: OrderLines::new(lines).unwrap(),
+        },
+    }
+}
+
+fn release(n: u128, order: &str, reason: ReleaseReason) -> IncomingEvent {
+    IncomingEvent {
+        meta: meta(n),
+        command: OrderCommand::Release {
+            order_id: oid(order),
+            reason,
+        },
+    }
+}
+
+fn commit(n: u128, order: &str) -> IncomingEvent {
+    IncomingEvent {
+        meta: meta(n),
+        command: OrderCommand::Commit { order_id: oid(order) },
+    }
+}
+
+fn ledger_with(stock: &[(&str, i64)]) -> Ledger {
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let stock = stock
+        .iter()
+        .map(|(p, q)| Inventory::restore(Uuid::nil(), pid(p), *q, 0, 0, now).unwrap())
+        .collect();
+    Ledger::new(
+        Snapshot {
+            stock,
+            ..Snapshot::default()
+        },
+        now,
+        Duration::minutes(30),
+    )
+}
+
+fn counts(ledger: &Ledger, p: &str) -> (u32, u32) {
+    let inv = ledger.stock(&pid(p)).unwrap();
+    (inv.quantity(), inv.reserved())
+}
+
+#[test]
+fn reserve_then_commit_deducts() {
+    let mut l = ledger_with(&[("a", 10)]);
+    assert_eq!(l.apply(&reserve(1, "o", &[("a", 4)])).unwrap(), Outcome::Reserved);
+    assert_eq!(counts(&l, "a"), (10, 4));
+    assert_eq!(l.apply(&commit(2, "o")).unwrap(), Outcome::Committed);
+    assert_eq!(counts(&l, "a"), (6, 0));
+    // Cancel after commit does nothing.
+    assert_eq!(
+        l.apply(&release(3, "o", ReleaseReason::OrderCancelled)).unwrap(),
+        Outcome::NoChange
+    );
+    assert_eq!(counts(&l, "a"), (6, 0));
+    assert_eq!(l.outbox().len(), 1);
+}
+
+#[test]
+fn release_gives_back_exactly_what_was_held_once() {
+    let mut l = ledger_with(&[("a", 10), ("b", 3)]);
+    l.apply(&reserve(1, "o", &[("a", 4), ("b", 3)])).unwrap();
+    assert_eq!(
+        l.apply(&release(2, "o", ReleaseReason::PaymentFailed)).unwrap(),
+        Outcome::Released
+    );
+    assert_eq!((counts(&l, "a"), counts(&l, "b")), ((10, 0), (3, 0)));
+    assert_eq!(
+        l.apply(&release(3, "o", ReleaseReason::OrderCancelled)).unwrap(),
+        Outcome::NoChange
+    );
+    assert_eq!(
+        l.apply(&release(2, "o", ReleaseReason::OrderCancelled)).unwrap(),
+        Outcome::Duplicate
+    );
+    match &l.outbox()[1].event {
+        InventoryEvent::Released { reason, items, .. } => {
+            assert_eq!(*reason, ReleaseReason::PaymentFailed);
+            assert_eq!(items.len(), 2);
+        }
+        other => panic!("expected a release, got {other:?}"),
+    }
+}
+
+#[test]
+fn multi_line_order_is_all_or_nothing() {
+    let mut l = ledger_with(&[("a", 10), ("b", 1)]);
+    let outcome = l.apply(&reserve(1, "o", &[("a", 4), ("b", 2)])).unwrap();
+    assert_eq!(outcome, Outcome::Failed(FailureReason::InsufficientStock));
+    assert_eq!((counts(&l, "a"), counts(&l, "b")), ((10, 0), (1, 0)));
+    // A second create of the failed order is a no-op, not a second outcome.
+    assert_eq!(l.apply(&reserve(2, "o", &[("a", 1)])).unwrap(), Outcome::NoChange);
+    assert_eq!(l.outbox().len(), 1);
+}
+
+#[test]
+fn cancel_before_create_makes_a_late_create_fail() {
+    let mut l = ledger_with(&[("a", 10)]);
+    assert_eq!(
+        l.apply(&release(1, "o", ReleaseReason::OrderCancelled)).unwrap(),
+        Outcome::CancelRecorded
+    );
+    let late = l.apply(&reserve(2, "o", &[("a", 1)])).unwrap();
+    assert_eq!(late, Outcome::Failed(FailureReason::OrderCancelled));
+    assert_eq!(counts(&l, "a"), (10, 0));
+    assert_eq!(
+        l.reservation(&oid("o")).unwrap().status(),
+        ReservationStatus::Failed(FailureReason::OrderCancelled)
+    );
+}
+
+#[test]
+fn empty_order_is_invalid() {
+    let mut l = ledger_with(&[]);
+    assert_eq!(
+        l.apply(&reserve(1, "o", &[])).unwrap(),
+        Outcome::Failed(FailureReason::InvalidOrder)
+    );
+}
+
+#[test]
+fn too_many_lines_are_refused_at_construction() {
+    let line = OrderLine {
+        product_id: pid("a"),
+        quantity: Quantity::new(1).unwrap(),
+    };
+    assert!(OrderLines::new(vec![line.clone(); 100]).is_ok());
+    assert_eq!(
+        OrderLines::new(vec![line; 101]),
+        Err(TooManyLines { max: 100, got: 101 })
+    );
+}
+
+#[test]
+fn expiry_releases_only_active_expired_holds() {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let stock = vec![Inventory::restore(Uuid::nil(), pid("a"), 10, 0, 0, t0).unwrap()];
+    let mut l = Ledger::new(
+        Snapshot {
+            stock,
+            ..Snapshot::default()
+        },
+        t0,
+        Duration::minutes(30),
+    );
+    l.apply(&reserve(1, "o", &[("a", 4)])).unwrap();
+    let changes = l.into_changes();
+    let held = changes.reservations[0].reservation.clone();
+    assert_eq!(held.expires_at(), Some(t0 + Duration::minutes(30)));
+    let snapshot = Snapshot {
+        stock: vec![changes.stock[0].inventory.clone()],
+        reservations: vec![held],
+        processed_events: vec![],
+    };
+    let mut early = Ledger::new(snapshot.clone(), t0 + Duration::minutes(29), Duration::minutes(30));
+    assert_eq!(early.expire(&oid("o")).unwrap(), Outcome::NoChange);
+    let mut late = Ledger::new(snapshot, t0 + Duration::minutes(31), Duration::minutes(30));
+    assert_eq!(late.expire(&oid("o")).unwrap(), Outcome::Released);
+    assert_eq!(counts(&late, "a"), (10, 0));
+    match &late.outbox()[0].event {
+        InventoryEvent::Released { reason, .. } => assert_eq!(*reason, ReleaseReason::Expired),
+        other => panic!("expected a release, got {other:?}"),
+    }
+    assert_eq!(late.outbox()[0].causation_id, None);
+}
+
+#[test]
+fn change_set_carries_versions() {
+    let mut l = ledger_with(&[("a", 10)]);
+    l.add_stock(&pid("new"), Quantity::new(2).unwrap(), &Actor("x".into()))
+        .unwrap();
+    l.apply(&reserve(1, "o", &[("a", 1)])).unwrap();
+    let changes = l.into_changes();
+    let versions: Vec<_> = changes
+        .stock
+        .iter()
+        .map(|w| {
+            (
+                w.inventory.product_id().as_str(),
+                w.expected_version,
+                w.inventory.version(),
+            )
+        })
+        .collect();
+    assert_eq!(versions, vec![("a", Some(0), 1), ("new", None, 0)]);
+    assert_eq!(changes.processed_events.len(), 1);
+}
+
+#[test]
+fn wire_format_of_an_outbox_event() {
+    let mut l = ledger_with(&[("a", 10)]);
+    l.apply(&reserve(1, "o-7", &[("a", 2)])).unwrap();
+    let json = serde_json_like(&l.outbox()[0]);
+    assert!(json.contains("\"eventType\":\"InventoryReservedEvent\""), "{json}");
+    assert!(json.contains("\"orderId\":\"o-7\""), "{json}");
+    assert!(
+        json.contains("\"items\":[{\"productId\":\"a\",\"quantity\":2}]"),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"causationId\":\"00000000-0000-0000-0000-000000000001\""),
+        "{json}"
+    );
+}
+
+fn serde_json_like(event: &OutboxEvent) -> String {
+    serde_json::to_string(event).unwrap()
+}

@@ -1,0 +1,335 @@
+//! Use cases against mocked ports: retries, errors, what gets saved.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use inventory_domain::ports::{MockClock, MockInventoryRepository};
+use inventory_domain::*;
+use uuid::Uuid;
+
+fn pid(s: &str) -> ProductId {
+    ProductId::parse(s).unwrap()
+}
+
+fn oid(s: &str) -> OrderId {
+    OrderId::parse(s).unwrap()
+}
+
+fn clock() -> MockClock {
+    let mut clock = MockClock::new();
+    clock
+        .expect_now()
+        .returning(|| Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap());
+    clock.expect_sleep().returning(|_| ());
+    clock
+}
+
+fn stock(product: &str, quantity: i64, reserved: i64, version: i64) -> Inventory {
+    Inventory::restore(Uuid::nil(), pid(product), quantity, reserved, version, Utc::now()).unwrap()
+}
+
+fn service(repo: MockInventoryRepository, max_attempts: u32) -> InventoryService<MockInventoryRepository, MockClock> {
+    let config = ServiceConfig {
+        max_attempts,
+        base_backoff: Duration::from_millis(1),
+        ..ServiceConfig::default()
+    };
+    InventoryService::new(Arc::new(repo), Arc::new(clock()), config)
+}
+
+fn order(event: u128, order_id: &str, lines: &[(&str, i64)]) -> IncomingEvent {
+    let lines = lines
+        .iter()
+        .map(|(p, q)| OrderLine {
+            product_id: pid(p),
+            quantity: Quantity::new(*q).unwrap(),
+        })
+        .collect();
+    IncomingEvent {
+        meta: EventMeta {
+            event_id: Uuid::from_u128(event),
+            correlation_id: Some("corr-1".into()),
+        },
+        command: OrderCommand::Reserve {
+            order_id: oid(order_id),
+            lines: OrderLines::new(lines).unwrap(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn add_creates_a_new_product_with_an_insert() {
+    let saved = Arc::new(Mutex::new(Vec::new()));
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().times(1).returning(|_| Ok(Snapshot::default()));
+    let sink = Arc::clone(&saved);
+    repo.expect_save().times(1).returning(move |c| {
+        sink.lock().unwrap().push(c.clone());
+        Ok(())
+    });
+    let inv = service(repo, 3)
+        .add_stock(&pid("new"), Quantity::new(7).unwrap(), &Actor("ops".into()))
+        .await
+        .unwrap();
+    assert_eq!((inv.quantity(), inv.reserved(), inv.version()), (7, 0, 0));
+    let saved = saved.lock().unwrap();
+    assert_eq!(saved[0].stock[0].expected_version, None);
+    assert_eq!(saved[0].adjustments[0].delta(), 7);
+    assert_eq!(saved[0].adjustments[0].actor, Actor("ops".into()));
+}
+
+#[tokio::test]
+async fn conflict_reloads_and_retries() {
+    let mut repo = MockInventoryRepository::new();
+    let loads = Arc::new(Mutex::new(0));
+    let counter = Arc::clone(&loads);
+    repo.expect_load().times(2).returning(move |_| {
+        let mut n = counter.lock().unwrap();
+        *n += 1;
+        // The second load sees the concurrent writer's change.
+        let version = if *n == 1 { 3 } else { 4 };
+        let quantity = if *n == 1 { 10 } else { 12 };
+        Ok(Snapshot {
+            stock: vec![stock("p", quantity, 0, version)],
+            ..Snapshot::default()
+        })
+    });
+    let mut seq = mockall::Sequence::new();
+    repo.expect_save()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(RepoError::Conflict));
+    repo.expect_save()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(|c| c.stock[0].expected_version == Some(4) && c.stock[0].inventory.quantity() == 15)
+        .returning(|_| Ok(()));
+    let svc = service(repo, 5);
+    let inv = svc
+        .add_stock(&pid("p"), Quantity::new(3).unwrap(), &Actor("a".into()))
+        .await
+        .unwrap();
+    assert_eq!((inv.quantity(), inv.version()), (15, 5));
+    assert_eq!(
+        (
+            svc.metrics().conflicts(),
+            svc.metrics().retries(),
+            svc.metrics().exhausted()
+        ),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn retries_exhausted_is_a_clear_error() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().times(4).returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("p", 1, 0, 0)],
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().times(4).returning(|_| Err(RepoError::Conflict));
+    let svc = service(repo, 4);
+    let err = svc
+        .add_stock(&pid("p"), Quantity::new(1).unwrap(), &Actor("a".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Contention { attempts: 4 }), "{err:?}");
+    assert_eq!(
+        (
+            svc.metrics().conflicts(),
+            svc.metrics().retries(),
+            svc.metrics().exhausted()
+        ),
+        (4, 3, 1)
+    );
+}
+
+#[tokio::test]
+async fn audit_below_reserved_is_refused_without_saving() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("p", 10, 6, 2)],
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().never();
+    let err = service(repo, 3)
+        .audit_stock(
+            &pid("p"),
+            StockCount::new(5).unwrap(),
+            AdjustmentReason::CycleCount,
+            &Actor("a".into()),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServiceError::Stock(StockError::BelowReserved { count: 5, reserved: 6 })
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn audit_with_stale_version_is_refused() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("p", 10, 0, 2)],
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().never();
+    let err = service(repo, 3)
+        .audit_stock(
+            &pid("p"),
+            StockCount::new(5).unwrap(),
+            AdjustmentReason::Damaged,
+            &Actor("a".into()),
+            Some(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ServiceError::VersionMismatch { expected: 1, actual: 2 }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn audit_of_unknown_product_is_not_found() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| Ok(Snapshot::default()));
+    repo.expect_save().never();
+    let err = service(repo, 3)
+        .audit_stock(
+            &pid("x"),
+            StockCount::new(5).unwrap(),
+            AdjustmentReason::Other,
+            &Actor("a".into()),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn short_order_holds_nothing_and_names_each_short_line() {
+    let saved = Arc::new(Mutex::new(None));
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|req| {
+        assert_eq!(req.products, vec![pid("a"), pid("b"), pid("c")]);
+        Ok(Snapshot {
+            stock: vec![stock("a", 5, 0, 0), stock("b", 1, 0, 0)],
+            ..Snapshot::default()
+        })
+    });
+    let sink = Arc::clone(&saved);
+    repo.expect_save().times(1).returning(move |c| {
+        *sink.lock().unwrap() = Some(c.clone());
+        Ok(())
+    });
+    let outcomes = service(repo, 3)
+        .handle_events(&[order(1, "o-1", &[("a", 2), ("b", 2), ("c", 1)])])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![Outcome::Failed(FailureReason::UnknownProduct)]);
+    let changes = saved.lock().unwrap().take().unwrap();
+    assert!(changes.stock.is_empty(), "no stock row may change");
+    let InventoryEvent::ReservationFailed { items, reason, .. } = &changes.outbox[0].event else {
+        panic!("expected a failure event, got {:?}", changes.outbox[0].event)
+    };
+    assert_eq!(*reason, FailureReason::UnknownProduct);
+    let short: Vec<_> = items
+        .iter()
+        .map(|s| (s.product_id.as_str(), s.requested, s.available))
+        .collect();
+    assert_eq!(short, vec![("b", 2, 1), ("c", 1, 0)]);
+    assert_eq!(changes.outbox[0].causation_id, Some(Uuid::from_u128(1)));
+    assert_eq!(changes.outbox[0].correlation_id.as_deref(), Some("corr-1"));
+}
+
+#[tokio::test]
+async fn same_product_twice_is_summed() {
+    let saved = Arc::new(Mutex::new(None));
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("a", 5, 0, 0)],
+            ..Snapshot::default()
+        })
+    });
+    let sink = Arc::clone(&saved);
+    repo.expect_save().returning(move |c| {
+        *sink.lock().unwrap() = Some(c.clone());
+        Ok(())
+    });
+    let svc = service(repo, 3);
+    let outcomes = svc
+        .handle_events(&[order(1, "o-1", &[("a", 2), ("a", 3)])])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![Outcome::Reserved]);
+    let changes = saved.lock().unwrap().take().unwrap();
+    assert_eq!(changes.stock[0].inventory.reserved(), 5);
+    assert_eq!(
+        changes.reservations[0].reservation.lines(),
+        &[LineItem {
+            product_id: pid("a"),
+            quantity: 5
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_processed_event_changes_nothing() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("a", 5, 0, 0)],
+            processed_events: vec![Uuid::from_u128(9)],
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().never();
+    let outcomes = service(repo, 3)
+        .handle_events(&[order(9, "o-1", &[("a", 1)])])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![Outcome::Duplicate]);
+}
+
+#[tokio::test]
+async fn store_outage_surfaces_as_unavailable() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load()
+        .returning(|_| Err(RepoError::Unavailable("connection refused".into())));
+    let err = service(repo, 3)
+        .handle_events(&[order(1, "o", &[("a", 1)])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn availability_is_zero_for_unknown_products_and_reads_once() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_stock()
+        .times(1)
+        .withf(|p| p == [pid("a"), pid("z")])
+        .returning(|_| Ok(vec![stock("a", 10, 3, 0)]));
+    let map = service(repo, 3)
+        .availability(&[pid("z"), pid("a"), pid("a")])
+        .await
+        .unwrap();
+    assert_eq!(map.get(&pid("a")), Some(&7));
+    assert_eq!(map.get(&pid("z")), Some(&0));
+    assert_eq!(map.len(), 2);
+}
