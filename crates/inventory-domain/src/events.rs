@@ -88,6 +88,24 @@ pub enum ReleaseReason {
     Expired,
 }
 
+impl ReleaseReason {
+    /// Stable text, as on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderCancelled => "ORDER_CANCELLED",
+            Self::PaymentFailed => "PAYMENT_FAILED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    /// Parses the stable text.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::OrderCancelled, Self::PaymentFailed, Self::Expired]
+            .into_iter()
+            .find(|r| r.as_str() == raw)
+    }
+}
+
 /// Why an order could not be reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -100,6 +118,30 @@ pub enum FailureReason {
     InvalidOrder,
     /// The order was cancelled before it was reserved.
     OrderCancelled,
+}
+
+impl FailureReason {
+    /// Stable text, as on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InsufficientStock => "INSUFFICIENT_STOCK",
+            Self::UnknownProduct => "UNKNOWN_PRODUCT",
+            Self::InvalidOrder => "INVALID_ORDER",
+            Self::OrderCancelled => "ORDER_CANCELLED",
+        }
+    }
+
+    /// Parses the stable text.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::InsufficientStock,
+            Self::UnknownProduct,
+            Self::InvalidOrder,
+            Self::OrderCancelled,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == raw)
+    }
 }
 
 /// What a consumed event asks the inventory to do.

@@ -146,6 +146,9 @@ pub struct AdjustmentRecord {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait InventoryRepository: Send + Sync {
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), RepoError>;
+
     /// Stock rows of these products; unknown products are left out. One query.
     async fn stock(&self, products: &[ProductId]) -> Result<Vec<Inventory>, RepoError>;
 
@@ -178,4 +181,59 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
     /// Waits `duration` (the retry backoff).
     async fn sleep(&self, duration: Duration);
+}
+
+/// An outbox row waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// Outbox row id; publication follows it.
+    pub id: i64,
+    /// The event's own id.
+    pub event_id: Uuid,
+    /// Wire type name, e.g. `InventoryReservedEvent`.
+    pub event_type: String,
+    /// Record key: the order id.
+    pub key: String,
+    /// The JSON document to publish.
+    pub payload: String,
+    /// When the change happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A publication failure; the events stay in the outbox and are tried again.
+#[derive(Debug, Error)]
+#[error("publish failed: {0}")]
+pub struct PublishError(pub String);
+
+/// Where outbox events go (the message broker).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes the events in order and returns once every one is acknowledged.
+    async fn publish(&self, events: &[PendingEvent]) -> Result<(), PublishError>;
+}
+
+/// How far the outbox is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxBacklog {
+    /// Events not yet published.
+    pub pending: i64,
+    /// Age of the oldest of them, in milliseconds.
+    pub oldest_age_ms: i64,
+}
+
+/// The relay side of the transactional outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Claims up to `limit` unpublished events in order, hands them to
+    /// `publisher` and marks them published once it returns `Ok`, all while
+    /// holding a lock that keeps other relays out; returns how many were
+    /// published (0 when another relay holds the lock).
+    async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<usize, RepoError>;
+
+    /// Unpublished events and the age of the oldest.
+    async fn backlog(&self) -> Result<OutboxBacklog, RepoError>;
+
+    /// Deletes published outbox rows and processed-event rows older than `before`.
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
 }

@@ -1,0 +1,128 @@
+//! The relay side of the transactional outbox.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use inventory_domain::{EventPublisher, OutboxBacklog, OutboxStore, PendingEvent, RepoError};
+use uuid::Uuid;
+
+use crate::errors::{TxError, db_error};
+use crate::repository::PgRepository;
+
+/// Key of the transaction-scoped advisory lock that makes one relay active at
+/// a time, so events leave in outbox order even with several instances.
+const RELAY_LOCK: i64 = 0x696e_7665_6e74; // "invent"
+
+#[derive(QueryableByName)]
+struct PendingRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    event_id: Uuid,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Text)]
+    message_key: String,
+    #[diesel(sql_type = Text)]
+    payload: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct LockRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+#[derive(QueryableByName)]
+struct BacklogRow {
+    #[diesel(sql_type = BigInt)]
+    pending: i64,
+    #[diesel(sql_type = BigInt)]
+    oldest_age_ms: i64,
+}
+
+#[async_trait]
+impl OutboxStore for PgRepository {
+    async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<usize, RepoError> {
+        let mut conn = self.conn().await?;
+        let published = conn
+            .transaction(async |tx| {
+                let lock: LockRow = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                    .bind::<BigInt, _>(RELAY_LOCK)
+                    .get_result(tx)
+                    .await?;
+                if !lock.locked {
+                    return Ok::<usize, TxError>(0);
+                }
+                let rows: Vec<PendingRow> = diesel::sql_query(
+                    "SELECT id, event_id, event_type, message_key, payload::text AS payload, created_at \
+                     FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                )
+                .bind::<BigInt, _>(limit)
+                .load(tx)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(0);
+                }
+                let events: Vec<PendingEvent> = rows
+                    .into_iter()
+                    .map(|r| PendingEvent {
+                        id: r.id,
+                        event_id: r.event_id,
+                        event_type: r.event_type,
+                        key: r.message_key,
+                        payload: r.payload,
+                        created_at: r.created_at,
+                    })
+                    .collect();
+                publisher
+                    .publish(&events)
+                    .await
+                    .map_err(|e| TxError::Invalid(e.to_string()))?;
+                let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+                diesel::sql_query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                    .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
+                    .execute(tx)
+                    .await?;
+                Ok(events.len())
+            })
+            .await
+            .map_err(RepoError::from)?;
+        Ok(published)
+    }
+
+    async fn backlog(&self) -> Result<OutboxBacklog, RepoError> {
+        let mut conn = self.conn().await?;
+        let row: BacklogRow = diesel::sql_query(
+            "SELECT count(*) AS pending, \
+                    coalesce((extract(epoch FROM now() - min(created_at)) * 1000)::int8, 0) AS oldest_age_ms \
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .get_result(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        Ok(OutboxBacklog {
+            pending: row.pending,
+            oldest_age_ms: row.oldest_age_ms,
+        })
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let mut conn = self.conn().await?;
+        let outbox = diesel::sql_query("DELETE FROM outbox WHERE published_at < $1")
+            .bind::<Timestamptz, _>(before)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let processed = diesel::sql_query("DELETE FROM processed_events WHERE processed_at < $1")
+            .bind::<Timestamptz, _>(before)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok((outbox + processed) as u64)
+    }
+}

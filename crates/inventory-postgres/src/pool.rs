@@ -1,0 +1,90 @@
+//! Connection pool and migrations.
+
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// The migrations in the workspace's `migrations/` folder, built into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// A pool of async PostgreSQL connections.
+pub type PgPool = Pool<AsyncPgConnection>;
+
+/// Pool sizes and time limits.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Most connections open at once.
+    pub max_size: u32,
+    /// Connections kept open when idle.
+    pub min_idle: u32,
+    /// Longest wait for a free connection before the store counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            min_idle: 2,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Builds the pool; connections are made lazily, so a database that is down
+/// at start-up shows as unavailable rather than stopping the process.
+pub fn pool(database_url: &str, config: &PoolConfig) -> PgPool {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder()
+        .max_size(config.max_size)
+        .min_idle(Some(config.min_idle.min(config.max_size)))
+        .connection_timeout(config.acquire_timeout)
+        .retry_connection(false)
+        .build_unchecked(manager)
+}
+
+/// A migration run failed.
+#[derive(Debug, thiserror::Error)]
+#[error("migration failed: {0}")]
+pub struct MigrationError(String);
+
+/// Applies pending migrations; returns the versions applied.
+pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, MigrationError> {
+    change_migrations(database_url, MigrationDirection::Up).await
+}
+
+/// Reverts every applied migration (tests and `reset` use it).
+pub async fn revert_all_migrations(database_url: &str) -> Result<Vec<String>, MigrationError> {
+    change_migrations(database_url, MigrationDirection::DownAll).await
+}
+
+enum MigrationDirection {
+    Up,
+    DownAll,
+}
+
+async fn change_migrations(database_url: &str, direction: MigrationDirection) -> Result<Vec<String>, MigrationError> {
+    use diesel_async::AsyncConnection;
+    let conn = AsyncPgConnection::establish(database_url)
+        .await
+        .map_err(|e| MigrationError(e.to_string()))?;
+    // The harness blocks (block_in_place); keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
+        let versions = match direction {
+            MigrationDirection::Up => harness.run_pending_migrations(MIGRATIONS),
+            MigrationDirection::DownAll => harness.revert_all_migrations(MIGRATIONS),
+        }
+        .map_err(|e| MigrationError(e.to_string()))?;
+        Ok(versions.into_iter().map(|v| v.to_string()).collect())
+    })
+    .await
+    .map_err(|e| MigrationError(e.to_string()))?
+}
+
+pub(crate) fn acquire_timeout_message(timeout: Duration) -> String {
+    format!("no database connection within {} ms", timeout.as_millis())
+}

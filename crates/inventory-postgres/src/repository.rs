@@ -1,0 +1,527 @@
+//! The domain's repository port over PostgreSQL.
+//!
+//! Reads take no locks. A save runs in one transaction: it locks the stock
+//! rows it changes in product-id order (so two savers never deadlock),
+//! checks every version it expects, and writes each table with one
+//! statement over `unnest`ed arrays, however many rows the change has.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use inventory_domain::{
+    Actor, Adjustment, AdjustmentReason, AdjustmentRecord, ChangeSet, Inventory, InventoryRepository, LoadRequest,
+    OrderId, ProductId, RepoError, Snapshot,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::errors::{TxError, db_error, pool_error};
+use crate::pool::{PgPool, PoolConfig};
+use crate::rows::{LineRow, ReservationRow, StockRow, status_to_row};
+use crate::schema::{inventory, processed_events, reservation_lines, reservations, stock_adjustments};
+
+/// PostgreSQL implementation of the domain's store ports.
+#[derive(Clone)]
+pub struct PgRepository {
+    pub(crate) pool: PgPool,
+    pub(crate) acquire_timeout: Duration,
+    /// Woken after a save that wrote outbox rows, so the relay publishes at once.
+    pub(crate) outbox_written: Arc<Notify>,
+}
+
+impl PgRepository {
+    /// Wraps a pool.
+    pub fn new(pool: PgPool, config: &PoolConfig) -> Self {
+        Self {
+            pool,
+            acquire_timeout: config.acquire_timeout,
+            outbox_written: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notified after every commit that added outbox rows.
+    pub fn outbox_notifier(&self) -> Arc<Notify> {
+        Arc::clone(&self.outbox_written)
+    }
+
+    /// The pool, for its state (metrics).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) async fn conn(
+        &self,
+    ) -> Result<
+        bb8::PooledConnection<'_, diesel_async::pooled_connection::AsyncDieselConnectionManager<AsyncPgConnection>>,
+        RepoError,
+    > {
+        self.pool.get().await.map_err(|e| pool_error(e, self.acquire_timeout))
+    }
+}
+
+fn strings<T: AsRef<str>>(items: impl IntoIterator<Item = T>) -> Vec<String> {
+    items.into_iter().map(|s| s.as_ref().to_owned()).collect()
+}
+
+fn to_i32(v: u32) -> Result<i32, TxError> {
+    i32::try_from(v).map_err(|_| TxError::Invalid(format!("{v} does not fit a PostgreSQL integer")))
+}
+
+#[async_trait]
+impl InventoryRepository for PgRepository {
+    async fn ping(&self) -> Result<(), RepoError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn stock(&self, products: &[ProductId]) -> Result<Vec<Inventory>, RepoError> {
+        let mut conn = self.conn().await?;
+        let ids = strings(products.iter().map(ProductId::as_str));
+        let rows: Vec<StockRow> = inventory::table
+            .filter(inventory::product_id.eq_any(&ids))
+            .select(StockRow::as_select())
+            .load(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|r| r.into_domain().map_err(RepoError::Failure))
+            .collect()
+    }
+
+    async fn load(&self, request: &LoadRequest) -> Result<Snapshot, RepoError> {
+        let mut conn = self.conn().await?;
+        let order_ids = strings(request.orders.iter().map(OrderId::as_str));
+        let (reservation_rows, line_rows, processed) = if order_ids.is_empty() && request.events.is_empty() {
+            (Vec::new(), Vec::new(), Vec::new())
+        } else {
+            let reservation_rows: Vec<ReservationRow> = reservations::table
+                .filter(reservations::order_id.eq_any(&order_ids))
+                .select(ReservationRow::as_select())
+                .load(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            let line_rows: Vec<LineRow> = if reservation_rows.is_empty() {
+                Vec::new()
+            } else {
+                reservation_lines::table
+                    .filter(reservation_lines::order_id.eq_any(&order_ids))
+                    .select(LineRow::as_select())
+                    .load(&mut *conn)
+                    .await
+                    .map_err(db_error)?
+            };
+            let processed: Vec<Uuid> = if request.events.is_empty() {
+                Vec::new()
+            } else {
+                processed_events::table
+                    .filter(processed_events::event_id.eq_any(&request.events))
+                    .select(processed_events::event_id)
+                    .load(&mut *conn)
+                    .await
+                    .map_err(db_error)?
+            };
+            (reservation_rows, line_rows, processed)
+        };
+
+        let mut products: BTreeSet<String> = request.products.iter().map(|p| p.as_str().to_owned()).collect();
+        products.extend(line_rows.iter().map(|l| l.product_id.clone()));
+        let stock_rows: Vec<StockRow> = if products.is_empty() {
+            Vec::new()
+        } else {
+            let products: Vec<String> = products.into_iter().collect();
+            inventory::table
+                .filter(inventory::product_id.eq_any(&products))
+                .select(StockRow::as_select())
+                .load(&mut *conn)
+                .await
+                .map_err(db_error)?
+        };
+
+        let mut lines_by_order: HashMap<String, Vec<LineRow>> = HashMap::new();
+        for line in line_rows {
+            lines_by_order.entry(line.order_id.clone()).or_default().push(line);
+        }
+        let reservations = reservation_rows
+            .into_iter()
+            .map(|r| {
+                let lines = lines_by_order.remove(&r.order_id).unwrap_or_default();
+                r.into_domain(lines).map_err(RepoError::Failure)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let stock = stock_rows
+            .into_iter()
+            .map(|r| r.into_domain().map_err(RepoError::Failure))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot {
+            stock,
+            reservations,
+            processed_events: processed,
+        })
+    }
+
+    async fn save(&self, changes: &ChangeSet) -> Result<(), RepoError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        conn.transaction(async |tx| write_changes(tx, changes).await)
+            .await
+            .map_err(RepoError::from)?;
+        if !changes.outbox.is_empty() {
+            self.outbox_written.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn expired_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, RepoError> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = reservations::table
+            .filter(reservations::status.eq("RESERVED"))
+            .filter(reservations::expires_at.le(now))
+            .order(reservations::expires_at.asc())
+            .limit(limit)
+            .select(reservations::order_id)
+            .load(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        ids.into_iter()
+            .map(|id| OrderId::parse(id).map_err(|e| RepoError::Failure(format!("stored order id: {e}"))))
+            .collect()
+    }
+
+    async fn adjustments(
+        &self,
+        product: &ProductId,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<AdjustmentRecord>, RepoError> {
+        type Row = (i64, String, i32, i32, String, String, Option<String>, DateTime<Utc>);
+        let mut conn = self.conn().await?;
+        let mut query = stock_adjustments::table
+            .filter(stock_adjustments::product_id.eq(product.as_str()))
+            .order(stock_adjustments::id.desc())
+            .limit(limit)
+            .select((
+                stock_adjustments::id,
+                stock_adjustments::product_id,
+                stock_adjustments::old_quantity,
+                stock_adjustments::new_quantity,
+                stock_adjustments::reason,
+                stock_adjustments::actor,
+                stock_adjustments::note,
+                stock_adjustments::created_at,
+            ))
+            .into_boxed();
+        if let Some(before) = before {
+            query = query.filter(stock_adjustments::id.lt(before));
+        }
+        let rows: Vec<Row> = query.load(&mut *conn).await.map_err(db_error)?;
+        rows.into_iter()
+            .map(|(id, product_id, old, new, reason, actor, note, at)| {
+                let bad = |what: &str| RepoError::Failure(format!("stored adjustment {id}: bad {what}"));
+                Ok(AdjustmentRecord {
+                    id,
+                    adjustment: Adjustment {
+                        product_id: ProductId::parse(product_id).map_err(|_| bad("product id"))?,
+                        old_quantity: u32::try_from(old).map_err(|_| bad("old quantity"))?,
+                        new_quantity: u32::try_from(new).map_err(|_| bad("new quantity"))?,
+                        reason: AdjustmentReason::parse(&reason).ok_or_else(|| bad("reason"))?,
+                        actor: Actor(actor),
+                        note,
+                        at,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+async fn write_changes(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    write_stock(conn, changes).await?;
+    write_reservations(conn, changes).await?;
+    write_processed(conn, changes).await?;
+    write_outbox(conn, changes).await?;
+    write_adjustments(conn, changes).await?;
+    Ok(())
+}
+
+async fn write_stock(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let (updates, inserts): (Vec<_>, Vec<_>) = changes.stock.iter().partition(|w| w.expected_version.is_some());
+    if !updates.is_empty() {
+        let mut ids: Vec<&str> = updates.iter().map(|w| w.inventory.product_id().as_str()).collect();
+        ids.sort_unstable();
+        // Lock in product-id order first: concurrent savers then queue instead of deadlocking.
+        let locked: Vec<(String, i64)> = inventory::table
+            .filter(inventory::product_id.eq_any(&ids))
+            .order(inventory::product_id.asc())
+            .select((inventory::product_id, inventory::version))
+            .for_update()
+            .load(conn)
+            .await?;
+        let stored: HashMap<&str, i64> = locked.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+        let stale = updates
+            .iter()
+            .any(|w| stored.get(w.inventory.product_id().as_str()) != w.expected_version.as_ref());
+        if stale {
+            return Err(TxError::Conflict);
+        }
+        let n = diesel::sql_query(
+            "UPDATE inventory AS i \
+             SET quantity = v.quantity, reserved = v.reserved, version = v.version, updated_at = v.updated_at \
+             FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[]) \
+                  AS v(product_id, quantity, reserved, version, expected, updated_at) \
+             WHERE i.product_id = v.product_id AND i.version = v.expected",
+        )
+        .bind::<Array<Text>, _>(
+            updates
+                .iter()
+                .map(|w| w.inventory.product_id().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(
+            updates
+                .iter()
+                .map(|w| to_i32(w.inventory.quantity()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<Integer>, _>(
+            updates
+                .iter()
+                .map(|w| to_i32(w.inventory.reserved()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(
+            updates
+                .iter()
+                .map(|w| w.expected_version.unwrap_or(-1))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        if n != updates.len() {
+            return Err(TxError::Conflict);
+        }
+    }
+    if !inserts.is_empty() {
+        let n = diesel::sql_query(
+            "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[], $5::int8[], $6::timestamptz[]) \
+             ON CONFLICT (product_id) DO NOTHING",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(inserts.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            inserts
+                .iter()
+                .map(|w| w.inventory.product_id().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(
+            inserts
+                .iter()
+                .map(|w| to_i32(w.inventory.quantity()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<Integer>, _>(
+            inserts
+                .iter()
+                .map(|w| to_i32(w.inventory.reserved()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        if n != inserts.len() {
+            return Err(TxError::Conflict);
+        }
+    }
+    Ok(())
+}
+
+async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let (updates, inserts): (Vec<_>, Vec<_>) = changes.reservations.iter().partition(|w| w.expected_version.is_some());
+    let columns = |ws: &[&inventory_domain::ReservationWrite]| {
+        let mut ids = Vec::new();
+        let mut statuses = Vec::new();
+        let mut reasons = Vec::new();
+        let mut expires = Vec::new();
+        for w in ws {
+            let (status, reason) = status_to_row(w.reservation.status());
+            ids.push(w.reservation.order_id().to_string());
+            statuses.push(status.to_owned());
+            reasons.push(reason.map(str::to_owned));
+            expires.push(w.reservation.expires_at());
+        }
+        (ids, statuses, reasons, expires)
+    };
+    if !inserts.is_empty() {
+        let (ids, statuses, reasons, expires) = columns(&inserts);
+        let n = diesel::sql_query(
+            "INSERT INTO reservations (order_id, status, reason, created_at, updated_at, expires_at, version) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], \
+                                  $6::timestamptz[], $7::int8[]) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<Nullable<Text>>, _>(reasons)
+        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.created_at()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(expires)
+        .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        if n != inserts.len() {
+            return Err(TxError::Conflict);
+        }
+        let lines: Vec<(&str, &inventory_domain::LineItem)> = inserts
+            .iter()
+            .flat_map(|w| {
+                w.reservation
+                    .lines()
+                    .iter()
+                    .map(move |l| (w.reservation.order_id().as_str(), l))
+            })
+            .collect();
+        if !lines.is_empty() {
+            diesel::sql_query(
+                "INSERT INTO reservation_lines (order_id, product_id, quantity) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])",
+            )
+            .bind::<Array<Text>, _>(lines.iter().map(|(o, _)| (*o).to_owned()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(lines.iter().map(|(_, l)| l.product_id.to_string()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(
+                lines
+                    .iter()
+                    .map(|(_, l)| to_i32(l.quantity))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .execute(conn)
+            .await?;
+        }
+    }
+    if !updates.is_empty() {
+        let (ids, statuses, reasons, expires) = columns(&updates);
+        let n = diesel::sql_query(
+            "UPDATE reservations AS r \
+             SET status = v.status, reason = v.reason, updated_at = v.updated_at, expires_at = v.expires_at, \
+                 version = v.version \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int8[], \
+                         $7::int8[]) AS v(order_id, status, reason, updated_at, expires_at, version, expected) \
+             WHERE r.order_id = v.order_id AND r.version = v.expected",
+        )
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<Nullable<Text>>, _>(reasons)
+        .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(expires)
+        .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(
+            updates
+                .iter()
+                .map(|w| w.expected_version.unwrap_or(-1))
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await?;
+        if n != updates.len() {
+            return Err(TxError::Conflict);
+        }
+    }
+    Ok(())
+}
+
+async fn write_processed(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let events = &changes.processed_events;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = diesel::sql_query(
+        "INSERT INTO processed_events (event_id, order_id, outcome, processed_at) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.order_id.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.outcome.to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.processed_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    // Another consumer processed one of them meanwhile: redo the batch from fresh state.
+    if n != events.len() {
+        return Err(TxError::Conflict);
+    }
+    Ok(())
+}
+
+async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let events = &changes.outbox;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let payloads = events
+        .iter()
+        .map(|e| serde_json::to_value(e).map_err(|err| TxError::Invalid(err.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    diesel::sql_query(
+        "INSERT INTO outbox (event_id, event_type, message_key, payload, created_at) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[])",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        events
+            .iter()
+            .map(|e| e.event.event_type().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        events
+            .iter()
+            .map(|e| e.event.order_id().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Jsonb>, _>(payloads)
+    .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_adjustments(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let rows = &changes.adjustments;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO stock_adjustments (product_id, old_quantity, new_quantity, delta, reason, actor, note, created_at) \
+         SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::text[], $6::text[], $7::text[], \
+                              $8::timestamptz[])",
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|a| a.product_id.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(|a| to_i32(a.old_quantity)).collect::<Result<Vec<_>, _>>()?)
+    .bind::<Array<Integer>, _>(rows.iter().map(|a| to_i32(a.new_quantity)).collect::<Result<Vec<_>, _>>()?)
+    .bind::<Array<Integer>, _>(
+        rows.iter()
+            .map(|a| i32::try_from(a.delta()).map_err(|_| TxError::Invalid("delta out of range".into())))
+            .collect::<Result<Vec<_>, _>>()?,
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|a| a.reason.as_str().to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|a| a.actor.0.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|a| a.note.clone()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

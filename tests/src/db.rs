@@ -1,0 +1,81 @@
+//! A private, migrated schema per test, dropped when the test ends.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+use crate::{stack, unique};
+
+/// A migrated schema of its own; `url` connects with it as `search_path`.
+pub struct TestDb {
+    /// URL whose connections see only this schema.
+    pub url: String,
+    /// The schema's name.
+    pub schema: String,
+    admin_url: String,
+}
+
+fn with_search_path(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+async fn admin(url: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(url).await.unwrap_or_else(|e| {
+        panic!("cannot connect to PostgreSQL at {url}: {e}; run `just test` or `bash deploy/local/stack.sh up`")
+    })
+}
+
+impl TestDb {
+    /// Creates and migrates a fresh schema.
+    pub async fn new() -> Self {
+        let admin_url = stack().database_url.clone();
+        let schema = unique("test");
+        let mut conn = admin(&admin_url).await;
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create schema");
+        let url = with_search_path(&admin_url, &schema);
+        inventory_postgres::run_migrations(&url)
+            .await
+            .expect("migrations apply to a fresh schema");
+        Self { url, schema, admin_url }
+    }
+
+    /// Same schema, no migrations run (for the migration test).
+    pub async fn empty() -> Self {
+        let admin_url = stack().database_url.clone();
+        let schema = unique("test");
+        let mut conn = admin(&admin_url).await;
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create schema");
+        let url = with_search_path(&admin_url, &schema);
+        Self { url, schema, admin_url }
+    }
+
+    /// A connection in this schema.
+    pub async fn conn(&self) -> AsyncPgConnection {
+        admin(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let url = self.admin_url.clone();
+        let schema = self.schema.clone();
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                    let _ = conn
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

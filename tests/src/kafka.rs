@@ -1,0 +1,1 @@
+//! Kafka helpers (filled by the saga tests).

@@ -1,0 +1,347 @@
+//! The PostgreSQL adapter against a real server: optimistic locking under
+//! concurrency, constraints, atomic change sets, migrations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::SimpleAsyncConnection;
+use inventory_domain::*;
+use inventory_postgres::{PgRepository, PoolConfig, pool};
+use inventory_tests::db::TestDb;
+use uuid::Uuid;
+
+struct TokioClock;
+
+#[async_trait::async_trait]
+impl Clock for TokioClock {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now()
+    }
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+fn repo(db: &TestDb, max_size: u32) -> PgRepository {
+    let config = PoolConfig {
+        max_size,
+        min_idle: 1,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    PgRepository::new(pool(&db.url, &config), &config)
+}
+
+fn service(repo: PgRepository, max_attempts: u32) -> InventoryService<PgRepository, TokioClock> {
+    let config = ServiceConfig {
+        max_attempts,
+        ..ServiceConfig::default()
+    };
+    InventoryService::new(Arc::new(repo), Arc::new(TokioClock), config)
+}
+
+fn pid(s: &str) -> ProductId {
+    ProductId::parse(s).unwrap()
+}
+
+fn qty(n: i64) -> Quantity {
+    Quantity::new(n).unwrap()
+}
+
+fn admin() -> Actor {
+    Actor("test-admin".into())
+}
+
+fn reserve(order: &str, lines: &[(&str, i64)]) -> IncomingEvent {
+    let lines = lines
+        .iter()
+        .map(|(p, q)| OrderLine {
+            product_id: pid(p),
+            quantity: qty(*q),
+        })
+        .collect();
+    IncomingEvent {
+        meta: EventMeta {
+            event_id: Uuid::new_v4(),
+            correlation_id: None,
+        },
+        command: OrderCommand::Reserve {
+            order_id: OrderId::parse(order).unwrap(),
+            lines: OrderLines::new(lines).unwrap(),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_one_row_never_lose_an_update() {
+    let db = TestDb::new().await;
+    let svc = service(repo(&db, 16), 1_000);
+    svc.add_stock(&pid("hot"), qty(1), &admin()).await.unwrap();
+    let writers = 32;
+    let per_writer = 5;
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_writer {
+                svc.add_stock(&pid("hot"), qty(1), &admin())
+                    .await
+                    .expect("add succeeds after retries");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stock = svc.get_stock(&pid("hot")).await.unwrap().unwrap();
+    assert_eq!(stock.quantity(), 1 + writers * per_writer);
+    assert_eq!(
+        stock.version(),
+        i64::from(writers * per_writer),
+        "one version per committed change"
+    );
+    let trail = svc.adjustments(&pid("hot"), 1_000, None).await.unwrap();
+    assert_eq!(
+        trail.len() as u32,
+        1 + writers * per_writer,
+        "one audit row per committed change"
+    );
+    assert!(
+        svc.metrics().conflicts() > 0,
+        "32 writers on one row must have met conflicts"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_version_is_a_conflict_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let repo = repo(&db, 4);
+    let svc = service(repo.clone(), 3);
+    svc.add_stock(&pid("a"), qty(10), &admin()).await.unwrap();
+    svc.add_stock(&pid("b"), qty(10), &admin()).await.unwrap();
+
+    // Two stock rows in one change set; the second was loaded before another writer changed it.
+    let request = LoadRequest {
+        products: vec![pid("a"), pid("b")],
+        ..LoadRequest::default()
+    };
+    let snapshot = repo.load(&request).await.unwrap();
+    svc.add_stock(&pid("b"), qty(1), &admin()).await.unwrap();
+    let mut ledger = Ledger::new(snapshot, Utc::now(), chrono::Duration::minutes(30));
+    assert_eq!(
+        ledger.apply(&reserve("o-1", &[("a", 3), ("b", 3)])).unwrap(),
+        Outcome::Reserved
+    );
+    let changes = ledger.into_changes();
+    assert_eq!(changes.stock.len(), 2);
+    assert!(matches!(repo.save(&changes).await, Err(RepoError::Conflict)));
+
+    let a = svc.get_stock(&pid("a")).await.unwrap().unwrap();
+    let b = svc.get_stock(&pid("b")).await.unwrap().unwrap();
+    assert_eq!(
+        (a.quantity(), a.reserved(), a.version()),
+        (10, 0, 0),
+        "row a must be untouched"
+    );
+    assert_eq!((b.quantity(), b.reserved()), (11, 0));
+    let request = LoadRequest {
+        orders: vec![OrderId::parse("o-1").unwrap()],
+        ..LoadRequest::default()
+    };
+    let again = repo.load(&request).await.unwrap();
+    assert!(
+        again.reservations.is_empty(),
+        "the reservation must not be written either"
+    );
+}
+
+#[tokio::test]
+async fn creating_the_same_product_twice_is_a_conflict() {
+    let db = TestDb::new().await;
+    let repo = repo(&db, 4);
+    let first = Ledger::new(Snapshot::default(), Utc::now(), chrono::Duration::minutes(1));
+    let second = Ledger::new(Snapshot::default(), Utc::now(), chrono::Duration::minutes(1));
+    let mut changes = Vec::new();
+    for mut l in [first, second] {
+        l.add_stock(&pid("new"), qty(2), &admin()).unwrap();
+        changes.push(l.into_changes());
+    }
+    repo.save(&changes[0]).await.unwrap();
+    assert!(matches!(repo.save(&changes[1]).await, Err(RepoError::Conflict)));
+}
+
+#[tokio::test]
+async fn check_constraints_refuse_bad_rows_written_with_raw_sql() {
+    let db = TestDb::new().await;
+    let svc = service(repo(&db, 2), 3);
+    svc.add_stock(&pid("a"), qty(5), &admin()).await.unwrap();
+    let mut conn = db.conn().await;
+    for (sql, constraint) in [
+        (
+            "UPDATE inventory SET reserved = 6 WHERE product_id = 'a'",
+            "inventory_available_non_negative",
+        ),
+        (
+            "UPDATE inventory SET reserved = -1 WHERE product_id = 'a'",
+            "inventory_reserved_check",
+        ),
+        (
+            "INSERT INTO inventory (id, product_id, quantity) VALUES (gen_random_uuid(), 'b', -1)",
+            // Either check may fire first; both refuse the row.
+            "violates check constraint",
+        ),
+    ] {
+        let err = conn.batch_execute(sql).await.expect_err(sql);
+        assert!(err.to_string().contains(constraint), "{sql}: {err}");
+    }
+    let a = svc.get_stock(&pid("a")).await.unwrap().unwrap();
+    assert_eq!((a.quantity(), a.reserved()), (5, 0));
+}
+
+#[tokio::test]
+async fn reservations_round_trip_and_release_exactly_what_they_hold() {
+    let db = TestDb::new().await;
+    let svc = service(repo(&db, 4), 5);
+    svc.add_stock(&pid("a"), qty(10), &admin()).await.unwrap();
+    svc.add_stock(&pid("b"), qty(4), &admin()).await.unwrap();
+
+    let create = reserve("o-1", &[("a", 2), ("b", 4), ("a", 1)]);
+    assert_eq!(
+        svc.handle_events(std::slice::from_ref(&create)).await.unwrap(),
+        vec![Outcome::Reserved]
+    );
+    assert_eq!(svc.handle_events(&[create]).await.unwrap(), vec![Outcome::Duplicate]);
+    let short = reserve("o-2", &[("a", 1), ("b", 1)]);
+    assert_eq!(
+        svc.handle_events(&[short]).await.unwrap(),
+        vec![Outcome::Failed(FailureReason::InsufficientStock)]
+    );
+    let avail = svc.availability(&[pid("a"), pid("b"), pid("zz")]).await.unwrap();
+    assert_eq!((avail[&pid("a")], avail[&pid("b")], avail[&pid("zz")]), (7, 0, 0));
+
+    let cancel = IncomingEvent {
+        meta: EventMeta {
+            event_id: Uuid::new_v4(),
+            correlation_id: None,
+        },
+        command: OrderCommand::Release {
+            order_id: OrderId::parse("o-1").unwrap(),
+            reason: ReleaseReason::OrderCancelled,
+        },
+    };
+    assert_eq!(svc.handle_events(&[cancel]).await.unwrap(), vec![Outcome::Released]);
+    let a = svc.get_stock(&pid("a")).await.unwrap().unwrap();
+    let b = svc.get_stock(&pid("b")).await.unwrap().unwrap();
+    assert_eq!((a.quantity(), a.reserved(), b.quantity(), b.reserved()), (10, 0, 4, 0));
+
+    let mut conn = db.conn().await;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let outbox: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(outbox.n, 3, "reserved, failed, released");
+}
+
+#[tokio::test]
+async fn a_batch_is_all_or_nothing_per_order_and_saved_together() {
+    let db = TestDb::new().await;
+    let svc = service(repo(&db, 4), 5);
+    svc.add_stock(&pid("a"), qty(3), &admin()).await.unwrap();
+    let batch: Vec<_> = (0..5).map(|i| reserve(&format!("o-{i}"), &[("a", 1)])).collect();
+    let outcomes = svc.handle_events(&batch).await.unwrap();
+    let reserved = outcomes.iter().filter(|o| **o == Outcome::Reserved).count();
+    let failed = outcomes.iter().filter(|o| matches!(o, Outcome::Failed(_))).count();
+    assert_eq!((reserved, failed), (3, 2));
+    let a = svc.get_stock(&pid("a")).await.unwrap().unwrap();
+    assert_eq!(
+        (a.quantity(), a.reserved(), a.version()),
+        (3, 3, 1),
+        "one write for the whole batch"
+    );
+}
+
+#[tokio::test]
+async fn expired_holds_are_released() {
+    let db = TestDb::new().await;
+    let repo = repo(&db, 4);
+    let config = ServiceConfig {
+        hold_ttl: Duration::from_millis(50),
+        ..ServiceConfig::default()
+    };
+    let svc = InventoryService::new(Arc::new(repo), Arc::new(TokioClock), config);
+    svc.add_stock(&pid("a"), qty(3), &admin()).await.unwrap();
+    svc.handle_events(&[reserve("o-1", &[("a", 2)])]).await.unwrap();
+    assert_eq!(svc.expire_holds(100).await.unwrap(), 0, "not expired yet");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(svc.expire_holds(100).await.unwrap(), 1);
+    assert_eq!(svc.get_stock(&pid("a")).await.unwrap().unwrap().reserved(), 0);
+    assert_eq!(svc.expire_holds(100).await.unwrap(), 0, "released once");
+}
+
+#[tokio::test]
+async fn audit_trail_pages_newest_first() {
+    let db = TestDb::new().await;
+    let svc = service(repo(&db, 2), 3);
+    svc.add_stock(&pid("a"), qty(3), &admin()).await.unwrap();
+    svc.audit_stock(
+        &pid("a"),
+        StockCount::new(1).unwrap(),
+        AdjustmentReason::Damaged,
+        &Actor("bob".into()),
+        None,
+    )
+    .await
+    .unwrap();
+    svc.add_stock(&pid("a"), qty(4), &admin()).await.unwrap();
+    let page = svc.adjustments(&pid("a"), 2, None).await.unwrap();
+    let summary: Vec<_> = page
+        .iter()
+        .map(|r| (r.adjustment.reason, r.adjustment.delta()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(AdjustmentReason::Add, 4), (AdjustmentReason::Damaged, -2)]
+    );
+    assert_eq!(page[1].adjustment.actor, Actor("bob".into()));
+    let next = svc.adjustments(&pid("a"), 2, Some(page[1].id)).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].adjustment.new_quantity, 3);
+}
+
+#[tokio::test]
+async fn migrations_run_up_down_and_up_again() {
+    let db = TestDb::empty().await;
+    let up = inventory_postgres::run_migrations(&db.url).await.unwrap();
+    assert!(!up.is_empty());
+    assert!(
+        inventory_postgres::run_migrations(&db.url).await.unwrap().is_empty(),
+        "nothing pending"
+    );
+    let down = inventory_postgres::revert_all_migrations(&db.url).await.unwrap();
+    assert_eq!(down.len(), up.len());
+    let mut conn = db.conn().await;
+    let gone = conn.batch_execute("SELECT 1 FROM inventory").await;
+    assert!(gone.is_err(), "tables must be gone after down");
+    assert_eq!(inventory_postgres::run_migrations(&db.url).await.unwrap(), up);
+    conn.batch_execute("SELECT 1 FROM inventory").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_not_a_hang() {
+    let config = PoolConfig {
+        max_size: 1,
+        min_idle: 0,
+        acquire_timeout: Duration::from_millis(500),
+    };
+    let repo = PgRepository::new(pool("postgres://postgres@127.0.0.1:1/nothing", &config), &config);
+    let started = std::time::Instant::now();
+    let err = repo.ping().await.unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
