@@ -1,1 +1,119 @@
-fn main() {}
+//! `inventory-app`: serve (default), migrate, token, demo.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+use inventory_app::settings::{DatabaseSettings, KafkaSettings, LogFormat, Settings};
+use inventory_app::{Application, BoxError, telemetry};
+
+#[derive(Parser)]
+#[command(name = "inventory-app", version, about = "The inventory service of the shop")]
+struct Cli {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API and run the saga (the default).
+    Serve(Box<Settings>),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseSettings),
+    /// Print a development bearer token signed with JWT_SECRET.
+    Token {
+        /// HS256 secret.
+        #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+        jwt_secret: String,
+        /// Subject (`sub`), recorded as the actor of changes.
+        #[arg(long, default_value = "dev-admin")]
+        sub: String,
+        /// Roles, e.g. ADMIN or SYSTEM (repeatable).
+        #[arg(long = "role", default_value = "ADMIN")]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+    /// Stock a demo product, publish sample orders and print the outcome events.
+    Demo {
+        #[command(flatten)]
+        database: DatabaseSettings,
+        #[command(flatten)]
+        kafka: KafkaSettings,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    // `inventory-app` alone means `inventory-app serve`.
+    let mut args: Vec<String> = std::env::args().collect();
+    let known = [
+        "serve",
+        "migrate",
+        "token",
+        "demo",
+        "help",
+        "-h",
+        "--help",
+        "-V",
+        "--version",
+    ];
+    if args.get(1).is_none_or(|a| !known.contains(&a.as_str())) {
+        args.insert(1, "serve".into());
+    }
+    let cli = Cli::parse_from(args);
+    telemetry::init_logging(cli.log_format);
+    match cli.command {
+        Some(Command::Serve(settings)) => serve(*settings).await,
+        Some(Command::Migrate(db)) => {
+            let applied = inventory_postgres::run_migrations(&db.database_url).await?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            }
+            for version in applied {
+                println!("applied {version}");
+            }
+            Ok(())
+        }
+        Some(Command::Token {
+            jwt_secret,
+            sub,
+            roles,
+            ttl,
+        }) => {
+            println!("{}", inventory_app::token::mint(&jwt_secret, &sub, &roles, ttl)?);
+            Ok(())
+        }
+        Some(Command::Demo { database, kafka }) => demo::run(database, kafka).await,
+        None => unreachable!("serve is inserted when no subcommand is given"),
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), BoxError> {
+    let app = Application::build(settings).await?;
+    let shutdown = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        shutdown.cancel();
+    });
+    app.run().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,1 +1,15 @@
+//! Kafka adapter: the saga consumer, the outbox relay's publisher, dead
+//! letters and topic administration, over rdkafka.
 
+mod admin;
+mod config;
+mod consumer;
+pub mod decode;
+mod publisher;
+mod relay;
+
+pub use admin::{broker_reachable, ensure_topics};
+pub use config::KafkaConfig;
+pub use consumer::SagaConsumer;
+pub use publisher::KafkaPublisher;
+pub use relay::{RELAY_BATCH, run_relay};

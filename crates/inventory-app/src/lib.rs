@@ -1,0 +1,260 @@
+//! The inventory service: wires the domain to PostgreSQL, HTTP and Kafka,
+//! runs the background work, and stops it all in order.
+
+pub mod settings;
+pub mod telemetry;
+pub mod token;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use inventory_domain::{Clock, InventoryService, OutboxStore, ServiceConfig};
+use inventory_http::{ApiState, Readiness};
+use inventory_kafka::{KafkaPublisher, SagaConsumer};
+use inventory_postgres::PgRepository;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use settings::Settings;
+
+/// A boxed error with a readable message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Real time.
+pub struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now()
+    }
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// The service as the app runs it.
+pub type Service = InventoryService<PgRepository, SystemClock>;
+
+struct KafkaReadiness(Option<KafkaPublisher>);
+
+#[async_trait]
+impl Readiness for KafkaReadiness {
+    async fn check(&self) -> Vec<(&'static str, bool)> {
+        match &self.0 {
+            Some(p) => vec![(
+                "kafka",
+                inventory_kafka::broker_reachable(p.producer(), Duration::from_secs(2)).await,
+            )],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// A built, not yet running, service.
+pub struct Application {
+    http_addr: SocketAddr,
+    server: actix_web::dev::Server,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    publisher: Option<KafkaPublisher>,
+    service: Service,
+}
+
+impl Application {
+    /// Connects, binds and starts nothing yet but the HTTP listener.
+    pub async fn build(settings: Settings) -> Result<Self, BoxError> {
+        if settings.migrate_on_start {
+            let applied = inventory_postgres::run_migrations(&settings.database.database_url).await?;
+            tracing::info!(?applied, "migrations applied");
+        }
+        let pool_config = settings.database.pool();
+        let repo = PgRepository::new(
+            inventory_postgres::pool(&settings.database.database_url, &pool_config),
+            &pool_config,
+        );
+        let config = ServiceConfig {
+            max_attempts: settings.max_conflict_retries.max(1),
+            hold_ttl: Duration::from_secs(settings.hold_ttl_secs),
+            ..ServiceConfig::default()
+        };
+        let service = InventoryService::new(Arc::new(repo.clone()), Arc::new(SystemClock), config);
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let publisher = match settings.kafka.config() {
+            Some(kafka) => {
+                inventory_kafka::ensure_topics(&kafka).await?;
+                let publisher = KafkaPublisher::new(&kafka)?;
+                let consumer = SagaConsumer::new(&kafka, service.clone(), publisher.producer().clone())?;
+                tasks.push(("saga consumer", tokio::spawn(consumer.run(shutdown.child_token()))));
+                tasks.push((
+                    "outbox relay",
+                    tokio::spawn(inventory_kafka::run_relay(
+                        Arc::new(repo.clone()),
+                        Arc::new(publisher.clone()),
+                        repo.outbox_notifier(),
+                        Duration::from_millis(250),
+                        shutdown.child_token(),
+                    )),
+                ));
+                tracing::info!(bootstrap = %kafka.bootstrap_servers, "saga enabled");
+                Some(publisher)
+            }
+            None => {
+                tracing::warn!("KAFKA_BOOTSTRAP_SERVERS is not set: the saga is off, only the REST API runs");
+                None
+            }
+        };
+        tasks.push((
+            "expiry sweeper",
+            tokio::spawn(sweep_expired(
+                service.clone(),
+                settings.expiry_sweep_interval_ms,
+                shutdown.child_token(),
+            )),
+        ));
+        tasks.push((
+            "retention purge",
+            tokio::spawn(purge(repo.clone(), settings.retention_hours, shutdown.child_token())),
+        ));
+        tasks.push((
+            "gauges",
+            tokio::spawn(gauges(repo.clone(), service.clone(), shutdown.child_token())),
+        ));
+
+        let listener = TcpListener::bind(settings.http_addr)?;
+        let http_addr = listener.local_addr()?;
+        let handle = telemetry::metrics_handle();
+        let state = ApiState {
+            service: service.clone(),
+            auth: settings.jwt.auth()?,
+            readiness: Arc::new(KafkaReadiness(publisher.clone())),
+            metrics: Arc::new(move || handle.render()),
+        };
+        let workers = if settings.http_workers == 0 {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        } else {
+            settings.http_workers
+        };
+        let server = inventory_http::server(state, listener, workers)?;
+        tracing::info!(%http_addr, "HTTP API listening");
+        Ok(Self {
+            http_addr,
+            server,
+            shutdown,
+            tasks,
+            publisher,
+            service,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Cancel it to stop the service gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The use cases (tests read through them).
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops HTTP, lets the
+    /// consumer finish its batch and commit offsets, drains the outbox and
+    /// flushes the producer, each within a time limit.
+    pub async fn run(self) -> Result<(), BoxError> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        self.shutdown.cancelled().await;
+        tracing::info!("shutting down");
+        if tokio::time::timeout(Duration::from_secs(15), handle.stop(true))
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP did not stop within 15 s");
+        }
+        let _ = server.await;
+        for (name, task) in self.tasks {
+            match tokio::time::timeout(Duration::from_secs(20), task).await {
+                Ok(_) => tracing::debug!(task = name, "stopped"),
+                Err(_) => tracing::warn!(task = name, "did not stop within 20 s"),
+            }
+        }
+        if let Some(publisher) = self.publisher
+            && let Err(e) = publisher.flush(Duration::from_secs(10))
+        {
+            tracing::warn!(error = %e, "producer flush incomplete");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn sweep_expired(service: Service, interval_ms: u64, shutdown: CancellationToken) {
+    let interval = Duration::from_millis(interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        loop {
+            match service.expire_holds(500).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    metrics::counter!("inventory_holds_expired_total").increment(n as u64);
+                    tracing::info!(released = n, "expired holds released");
+                    if n < 500 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn purge(repo: PgRepository, retention_hours: u64, shutdown: CancellationToken) {
+    loop {
+        let before = Utc::now() - chrono::Duration::hours(retention_hours.min(100_000) as i64);
+        match repo.purge(before).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "purged old processed-event and outbox rows"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn gauges(repo: PgRepository, service: Service, shutdown: CancellationToken) {
+    loop {
+        let state = repo.pool().state();
+        metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
+        metrics::gauge!("db_pool_idle_connections").set(f64::from(state.idle_connections));
+        let m = service.metrics();
+        metrics::counter!("inventory_optimistic_conflicts_total").absolute(m.conflicts());
+        metrics::counter!("inventory_optimistic_retries_total").absolute(m.retries());
+        metrics::counter!("inventory_optimistic_retries_exhausted_total").absolute(m.exhausted());
+        if let Ok(backlog) = repo.backlog().await {
+            metrics::gauge!("inventory_outbox_backlog").set(backlog.pending as f64);
+            metrics::gauge!("inventory_outbox_relay_lag_seconds").set(backlog.oldest_age_ms as f64 / 1000.0);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

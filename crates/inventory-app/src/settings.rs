@@ -1,0 +1,153 @@
+//! Configuration: command-line flags, each with an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL of inventory_db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Most pooled connections.
+    #[arg(long, env = "DB_POOL_MAX_SIZE", default_value_t = 16)]
+    pub db_pool_max_size: u32,
+    /// Idle connections kept open.
+    #[arg(long, env = "DB_POOL_MIN_IDLE", default_value_t = 2)]
+    pub db_pool_min_idle: u32,
+    /// Longest wait for a pooled connection, in milliseconds; then 503.
+    #[arg(long, env = "DB_POOL_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_pool_acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// Pool settings for the adapter.
+    pub fn pool(&self) -> inventory_postgres::PoolConfig {
+        inventory_postgres::PoolConfig {
+            max_size: self.db_pool_max_size,
+            min_idle: self.db_pool_min_idle,
+            acquire_timeout: Duration::from_millis(self.db_pool_acquire_timeout_ms),
+        }
+    }
+}
+
+/// Kafka settings.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaSettings {
+    /// Kafka bootstrap servers; without them the saga does not run.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// Consumer group.
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "inventory-service")]
+    pub kafka_group_id: String,
+    /// Topic of Order Service events.
+    #[arg(long, env = "KAFKA_ORDER_TOPIC", default_value = "order-events")]
+    pub kafka_order_topic: String,
+    /// Topic of Payment Service events.
+    #[arg(long, env = "KAFKA_PAYMENT_TOPIC", default_value = "payment-events")]
+    pub kafka_payment_topic: String,
+    /// Topic this service publishes to.
+    #[arg(long, env = "KAFKA_INVENTORY_TOPIC", default_value = "inventory-events")]
+    pub kafka_inventory_topic: String,
+    /// Partitions of topics the service creates when missing.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub kafka_topic_partitions: i32,
+    /// Most records handled in one database transaction.
+    #[arg(long, env = "KAFKA_BATCH_MAX", default_value_t = 500)]
+    pub kafka_batch_max: usize,
+}
+
+impl KafkaSettings {
+    /// Adapter settings, if Kafka is configured.
+    pub fn config(&self) -> Option<inventory_kafka::KafkaConfig> {
+        let servers = self.kafka_bootstrap_servers.as_deref().filter(|s| !s.is_empty())?;
+        let mut config = inventory_kafka::KafkaConfig::new(servers);
+        config.group_id = self.kafka_group_id.clone();
+        config.order_topic = self.kafka_order_topic.clone();
+        config.payment_topic = self.kafka_payment_topic.clone();
+        config.inventory_topic = self.kafka_inventory_topic.clone();
+        config.partitions = self.kafka_topic_partitions;
+        config.batch_max = self.kafka_batch_max.max(1);
+        Some(config)
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address the HTTP API listens on (port 0 picks a free one).
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub jwt: JwtSettings,
+    /// Apply pending migrations before serving.
+    #[arg(long, env = "MIGRATE_ON_START", default_value_t = false)]
+    pub migrate_on_start: bool,
+    /// Seconds a hold lasts before it is released as EXPIRED.
+    #[arg(long, env = "HOLD_TTL_SECS", default_value_t = 1800)]
+    pub hold_ttl_secs: u64,
+    /// How often expired holds are looked for, in milliseconds.
+    #[arg(long, env = "EXPIRY_SWEEP_INTERVAL_MS", default_value_t = 5000)]
+    pub expiry_sweep_interval_ms: u64,
+    /// Hours processed-event and published-outbox rows are kept.
+    #[arg(long, env = "RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
+    /// Attempts per use case when optimistic locking meets a concurrent change.
+    #[arg(long, env = "MAX_CONFLICT_RETRIES", default_value_t = 10)]
+    pub max_conflict_retries: u32,
+}
+
+/// Token verification settings.
+#[derive(Debug, Clone, Args)]
+pub struct JwtSettings {
+    /// HS256 shared secret for bearer tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RS256 or ES256 public key (instead of JWT_SECRET).
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// Required token issuer.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required token audience.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+impl JwtSettings {
+    /// Verification settings for the HTTP adapter.
+    pub fn auth(&self) -> Result<inventory_http::AuthConfig, String> {
+        let mut auth = match (
+            &self.jwt_public_key_file,
+            self.jwt_secret.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            (Some(path), _) => {
+                let pem = std::fs::read(path).map_err(|e| format!("JWT_PUBLIC_KEY_FILE {}: {e}", path.display()))?;
+                inventory_http::AuthConfig::public_key_pem(&pem)?
+            }
+            (None, Some(secret)) => inventory_http::AuthConfig::hs256(secret.as_bytes()),
+            (None, None) => inventory_http::AuthConfig::default(),
+        };
+        auth.issuer = self.jwt_issuer.clone();
+        auth.audience = self.jwt_audience.clone();
+        Ok(auth)
+    }
+}

@@ -1,0 +1,238 @@
+//! The inventory endpoints: requests to use cases, results to JSON.
+
+use std::collections::HashMap;
+
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use inventory_domain::{
+    Actor, AdjustmentReason, AdjustmentRecord, Clock, Inventory, InventoryRepository, ProductId, Quantity, StockCount,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::ApiState;
+use crate::auth::authorize;
+use crate::body::{MAX_BODY_BYTES, parse};
+use crate::problem::ApiError;
+
+/// Most ids one availability check may ask about.
+pub const MAX_CHECK_IDS: usize = 1_000;
+
+/// A product's stock as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockView {
+    /// Product.
+    pub product_id: String,
+    /// Physical units.
+    pub quantity: u32,
+    /// Units on hold.
+    pub reserved: u32,
+    /// `quantity - reserved`.
+    pub available: u32,
+    /// Optimistic-lock version; send it back as `expectedVersion`.
+    pub version: i64,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Inventory> for StockView {
+    fn from(inv: &Inventory) -> Self {
+        Self {
+            product_id: inv.product_id().to_string(),
+            quantity: inv.quantity(),
+            reserved: inv.reserved(),
+            available: inv.available(),
+            version: inv.version(),
+            updated_at: inv.updated_at(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddRequest {
+    product_id: String,
+    quantity: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuditRequest {
+    product_id: String,
+    quantity: i64,
+    reason: String,
+    expected_version: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdjustmentView {
+    id: i64,
+    product_id: String,
+    old_quantity: u32,
+    new_quantity: u32,
+    delta: i64,
+    reason: &'static str,
+    actor: String,
+    at: DateTime<Utc>,
+}
+
+impl From<&AdjustmentRecord> for AdjustmentView {
+    fn from(r: &AdjustmentRecord) -> Self {
+        let a = &r.adjustment;
+        Self {
+            id: r.id,
+            product_id: a.product_id.to_string(),
+            old_quantity: a.old_quantity,
+            new_quantity: a.new_quantity,
+            delta: a.delta(),
+            reason: a.reason.as_str(),
+            actor: a.actor.0.clone(),
+            at: a.at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdjustmentPage {
+    items: Vec<AdjustmentView>,
+    /// Pass as `before` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<i64>,
+}
+
+fn product_id(field: &str, raw: String) -> Result<ProductId, ApiError> {
+    ProductId::parse(raw).map_err(|e| ApiError::field(field, e.to_string()))
+}
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
+pub(crate) async fn read_body(mut payload: web::Payload) -> Result<Bytes, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::MalformedJson(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+pub(crate) async fn get_stock<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let product = product_id("productId", path.into_inner())?;
+    let stock = state
+        .service
+        .get_stock(&product)
+        .await?
+        .ok_or_else(|| ApiError::ProductNotFound(product.to_string()))?;
+    Ok(HttpResponse::Ok().json(StockView::from(&stock)))
+}
+
+pub(crate) async fn add_stock<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authorize(&state.auth, &request, &["ADMIN"])?;
+    let body: AddRequest = parse(&read_body(payload).await?)?;
+    let product = product_id("productId", body.product_id)?;
+    let amount = Quantity::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
+    let stock = state
+        .service
+        .add_stock(&product, amount, &Actor(principal.subject))
+        .await?;
+    Ok(HttpResponse::Ok().json(StockView::from(&stock)))
+}
+
+pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authorize(&state.auth, &request, &["ADMIN"])?;
+    let body: AuditRequest = parse(&read_body(payload).await?)?;
+    let product = product_id("productId", body.product_id)?;
+    let count = StockCount::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
+    let reason = AdjustmentReason::parse(&body.reason)
+        .filter(|r| *r != AdjustmentReason::Add)
+        .ok_or_else(|| {
+            ApiError::field(
+                "reason",
+                "must be one of CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION, OTHER",
+            )
+        })?;
+    let stock = state
+        .service
+        .audit_stock(
+            &product,
+            count,
+            reason,
+            &Actor(principal.subject),
+            body.expected_version,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(StockView::from(&stock)))
+}
+
+pub(crate) async fn check_availability<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state.auth, &request, &["SYSTEM", "ADMIN"])?;
+    let ids: Vec<String> = parse(&read_body(payload).await?)?;
+    if ids.is_empty() || ids.len() > MAX_CHECK_IDS {
+        return Err(ApiError::field(
+            "body",
+            format!("must list 1 to {MAX_CHECK_IDS} product ids, got {}", ids.len()),
+        ));
+    }
+    let products = ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| product_id(&format!("[{i}]"), id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let available = state.service.availability(&products).await?;
+    let body: HashMap<&str, u32> = available.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+pub(crate) async fn adjustments<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state.auth, &request, &["ADMIN"])?;
+    let product = product_id("productId", path.into_inner())?;
+    let number = |name: &str, min: i64, max: i64| -> Result<Option<i64>, ApiError> {
+        query
+            .get(name)
+            .map(|raw| {
+                raw.parse::<i64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| ApiError::field(name, format!("must be an integer from {min} to {max}")))
+            })
+            .transpose()
+    };
+    let limit = number("limit", 1, 500)?.unwrap_or(50);
+    let before = number("before", 1, i64::MAX)?;
+    if state.service.get_stock(&product).await?.is_none() {
+        return Err(ApiError::ProductNotFound(product.to_string()));
+    }
+    let rows = state.service.adjustments(&product, limit, before).await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(AdjustmentPage {
+        items: rows.iter().map(AdjustmentView::from).collect(),
+        next_before,
+    }))
+}

@@ -1,0 +1,98 @@
+//! Health, metrics, request ids, and the fallback routes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use async_trait::async_trait;
+use inventory_domain::{Clock, InventoryRepository};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::ApiState;
+use crate::problem::ApiError;
+
+/// Checks of dependencies other than the database (Kafka).
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// (name, up) per dependency.
+    async fn check(&self) -> Vec<(&'static str, bool)>;
+}
+
+/// Renders the Prometheus text exposition.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn usable_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())).then(|| s.to_owned())
+}
+
+/// Request id in and out, a span per request, and request metrics.
+pub(crate) async fn observe(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(usable_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let span = tracing::info_span!("http", request_id = %request_id, %method, %route);
+    let started = Instant::now();
+    let mut response = next.call(request).instrument(span.clone()).await?;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    span.in_scope(|| tracing::debug!(status, elapsed_ms = elapsed * 1000.0, "request done"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
+    Ok(response)
+}
+
+pub(crate) async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "UP"}))
+}
+
+pub(crate) async fn ready<R: InventoryRepository, C: Clock>(state: web::Data<ApiState<R, C>>) -> HttpResponse {
+    let mut checks = serde_json::Map::new();
+    let database = state.service.repository().ping().await.is_ok();
+    checks.insert("database".into(), json!(if database { "UP" } else { "DOWN" }));
+    let mut up = database;
+    for (name, ok) in state.readiness.check().await {
+        up &= ok;
+        checks.insert(name.into(), json!(if ok { "UP" } else { "DOWN" }));
+    }
+    let body = json!({"status": if up { "UP" } else { "DOWN" }, "checks": checks});
+    if up {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(body)
+    }
+}
+
+pub(crate) async fn metrics<R: InventoryRepository, C: Clock>(state: web::Data<ApiState<R, C>>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body((state.metrics)())
+}
+
+pub(crate) async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::NotFound)
+}
+
+pub(crate) async fn method_not_allowed() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
+}

@@ -1,0 +1,48 @@
+//! Kafka settings.
+
+use std::time::Duration;
+
+/// Where and how the saga talks to Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub bootstrap_servers: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// Order Service events (consumed).
+    pub order_topic: String,
+    /// Payment Service events (consumed).
+    pub payment_topic: String,
+    /// This service's events (produced).
+    pub inventory_topic: String,
+    /// Partitions of topics this service creates.
+    pub partitions: i32,
+    /// Most records handled in one database transaction.
+    pub batch_max: usize,
+    /// How long to wait for more records once one has arrived.
+    pub batch_linger: Duration,
+    /// `ce_source` of produced events.
+    pub source: String,
+}
+
+impl KafkaConfig {
+    /// Defaults for a broker at `bootstrap_servers`.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            group_id: "inventory-service".into(),
+            order_topic: "order-events".into(),
+            payment_topic: "payment-events".into(),
+            inventory_topic: "inventory-events".into(),
+            partitions: 3,
+            batch_max: 500,
+            batch_linger: Duration::from_millis(2),
+            source: "/inventory-service".into(),
+        }
+    }
+
+    /// Dead-letter topic of a consumed topic.
+    pub fn dead_letter_topic(topic: &str) -> String {
+        format!("{topic}.DLT")
+    }
+}

@@ -1,0 +1,296 @@
+//! The saga consumer: records in, reservations and outcome events out.
+//!
+//! Records are taken in batches (whatever has arrived, up to `batch_max`)
+//! and handled in one database transaction, in order, each order
+//! all-or-nothing. Work on the same product is thereby serialised inside the
+//! service instead of racing in the database. Offsets are stored only after
+//! that transaction commits (or a poison record reached its dead-letter
+//! topic), and committed by librdkafka in the background and at shutdown.
+
+use std::time::Duration;
+
+use inventory_domain::{Clock, IncomingEvent, InventoryRepository, InventoryService, Outcome, ServiceError};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaConfig;
+use crate::decode::{Decoded, RawRecord, decode};
+
+/// Attempts at a batch that fails for a non-transient reason before its
+/// events are handled one by one, so one bad event cannot stall the rest.
+const ATTEMPTS_BEFORE_ISOLATING: u32 = 3;
+
+/// The consumer of order and payment events.
+pub struct SagaConsumer<R, C> {
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    service: InventoryService<R, C>,
+    config: KafkaConfig,
+}
+
+struct Record {
+    message: OwnedMessage,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    fn new(message: OwnedMessage) -> Self {
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { message, headers }
+    }
+}
+
+impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
+    /// Subscribes to the order and payment topics.
+    pub fn new(
+        config: &KafkaConfig,
+        service: InventoryService<R, C>,
+        producer: FutureProducer,
+    ) -> Result<Self, KafkaError> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets are stored by hand, after the database commit.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .create()?;
+        consumer.subscribe(&[&config.order_topic, &config.payment_topic])?;
+        Ok(Self {
+            consumer,
+            producer,
+            service,
+            config: config.clone(),
+        })
+    }
+
+    /// Consumes until `shutdown`; then finishes the batch in hand and commits offsets.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = self.consumer.recv() => m,
+            };
+            let first = match first {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![Record::new(first)];
+            let deadline = tokio::time::Instant::now() + self.config.batch_linger;
+            while batch.len() < self.config.batch_max {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(Record::new(m.detach())),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "kafka consume error");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !self.process(&batch, &shutdown).await {
+                break;
+            }
+        }
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit is also reported as an error.
+            tracing::debug!(error = %e, "final offset commit");
+        }
+        tracing::info!("saga consumer stopped");
+    }
+
+    /// Handles a batch; false when shutdown interrupted it (offsets not stored).
+    async fn process(&self, batch: &[Record], shutdown: &CancellationToken) -> bool {
+        metrics::histogram!("inventory_consumer_batch_size").record(batch.len() as f64);
+        let mut events: Vec<(IncomingEvent, &'static str, usize)> = Vec::new();
+        for (index, record) in batch.iter().enumerate() {
+            let raw = RawRecord {
+                payload: record.message.payload(),
+                headers: &record.headers,
+            };
+            match decode(raw) {
+                Decoded::Event { event, event_type } => events.push((event, event_type, index)),
+                Decoded::Skip { event_type } => {
+                    metrics::counter!("inventory_events_skipped_total").increment(1);
+                    tracing::debug!(%event_type, topic = record.message.topic(), "skipping an event of another type");
+                }
+                Decoded::Poison { error } => {
+                    if !self.dead_letter(record, &error, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        if !events.is_empty() && !self.handle(&events, batch, shutdown).await {
+            return false;
+        }
+        for record in batch {
+            let m = &record.message;
+            if let Err(e) = self.consumer.store_offset(m.topic(), m.partition(), m.offset()) {
+                // The partition was revoked meanwhile; its new owner redelivers, harmlessly.
+                tracing::debug!(error = %e, "offset not stored");
+            }
+        }
+        true
+    }
+
+    async fn handle(
+        &self,
+        events: &[(IncomingEvent, &'static str, usize)],
+        batch: &[Record],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let commands: Vec<IncomingEvent> = events.iter().map(|(e, _, _)| e.clone()).collect();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.service.handle_events(&commands).await {
+                Ok(outcomes) => {
+                    for ((_, event_type, _), outcome) in events.iter().zip(&outcomes) {
+                        count(event_type, *outcome);
+                    }
+                    return true;
+                }
+                Err(e) if is_transient(&e) || attempt < ATTEMPTS_BEFORE_ISOLATING => {
+                    metrics::counter!("inventory_consumer_retries_total").increment(1);
+                    tracing::warn!(error = %e, attempt, size = commands.len(), "batch failed; retrying");
+                    if !pause(attempt, shutdown).await {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "batch keeps failing; handling its events one by one");
+                    return self.isolate(events, batch, shutdown).await;
+                }
+            }
+        }
+    }
+
+    async fn isolate(
+        &self,
+        events: &[(IncomingEvent, &'static str, usize)],
+        batch: &[Record],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        for (event, event_type, index) in events {
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                match self.service.handle_events(std::slice::from_ref(event)).await {
+                    Ok(outcomes) => {
+                        count(event_type, outcomes[0]);
+                        break;
+                    }
+                    Err(e) if is_transient(&e) || attempt < ATTEMPTS_BEFORE_ISOLATING => {
+                        if !pause(attempt, shutdown).await {
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        let error = format!("processing failed: {e}");
+                        if !self.dead_letter(&batch[*index], &error, shutdown).await {
+                            return false;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends a record to `<topic>.DLT`, retrying until the broker takes it.
+    async fn dead_letter(&self, record: &Record, error: &str, shutdown: &CancellationToken) -> bool {
+        let m = &record.message;
+        let topic = KafkaConfig::dead_letter_topic(m.topic());
+        tracing::warn!(%error, source_topic = m.topic(), partition = m.partition(), offset = m.offset(), "dead-lettering a record");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &record.headers {
+                headers = headers.insert(Header {
+                    key: k.as_str(),
+                    value: Some(v.as_slice()),
+                });
+            }
+            let partition = m.partition().to_string();
+            let offset = m.offset().to_string();
+            let failed_at = chrono::Utc::now().to_rfc3339();
+            headers = headers
+                .insert(Header {
+                    key: "dlt-error",
+                    value: Some(error),
+                })
+                .insert(Header {
+                    key: "dlt-source-topic",
+                    value: Some(m.topic()),
+                })
+                .insert(Header {
+                    key: "dlt-source-partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "dlt-source-offset",
+                    value: Some(offset.as_str()),
+                })
+                .insert(Header {
+                    key: "dlt-failed-at",
+                    value: Some(failed_at.as_str()),
+                });
+            let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
+            if let Some(key) = m.key() {
+                out = out.key(key);
+            }
+            if let Some(payload) = m.payload() {
+                out = out.payload(payload);
+            }
+            match self.producer.send(out, Duration::from_secs(10)).await {
+                Ok(_) => {
+                    metrics::counter!("inventory_dead_letters_total", "topic" => m.topic().to_owned()).increment(1);
+                    return true;
+                }
+                Err((e, _)) => {
+                    tracing::error!(error = %e, %topic, "cannot write a dead letter; retrying");
+                    if !pause(attempt, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_transient(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Unavailable(_) | ServiceError::Contention { .. })
+}
+
+fn count(event_type: &'static str, outcome: Outcome) {
+    metrics::counter!("inventory_events_total", "type" => event_type, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// Backs off before a retry; false when shutdown came first.
+async fn pause(attempt: u32, shutdown: &CancellationToken) -> bool {
+    let wait = Duration::from_millis(50 * 2u64.pow(attempt.min(7))).min(Duration::from_secs(5));
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
