@@ -65,10 +65,22 @@ pg_up() {
   mkdir -p "$LOCAL"
   if [ ! -f "$PG_DIR/PG_VERSION" ]; then
     log "initialising a PostgreSQL cluster in $PG_DIR"
-    mkdir -p "$PG_DIR"
-    [ "$(id -u)" = 0 ] && chown "$PG_OS_USER" "$PG_DIR" && chmod 700 "$PG_DIR"
-    # The owner must reach the data directory through every parent.
-    [ "$(id -u)" = 0 ] && chmod o+x "$LOCAL"
+    if [ "$(id -u)" = 0 ]; then
+      chmod o+x "$LOCAL"
+      if ! runuser -u "$PG_OS_USER" -- test -x "$LOCAL"; then
+        # A parent folder (e.g. /root) is closed to the cluster's owner: keep
+        # the data outside and link it here.
+        local real
+        real="/var/tmp/inventory-pg-$(printf '%s' "$ROOT" | md5sum | cut -c1-12)"
+        rm -rf "$real" "$PG_DIR"
+        mkdir -p "$real"
+        ln -s "$real" "$PG_DIR"
+      fi
+      mkdir -p "$PG_DIR"
+      chown "$PG_OS_USER" "$PG_DIR/" && chmod 700 "$PG_DIR/"
+    else
+      mkdir -p "$PG_DIR"
+    fi
     as_pg_owner "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     cat >> "$PG_DIR/postgresql.conf" <<EOF
 # inventory local stack
@@ -184,7 +196,12 @@ case "${1:-up}" in
     write_env
     ;;
   down) kafka_down; pg_down ;;
-  reset) kafka_down; pg_down; rm -rf "$PG_DIR" "$KAFKA_DIR/data" "$LOCAL/stack.env"; log "local data deleted" ;;
+  reset)
+    kafka_down; pg_down
+    [ -L "$PG_DIR" ] && rm -rf "$(readlink "$PG_DIR")"
+    rm -rf "$PG_DIR" "$KAFKA_DIR/data" "$LOCAL/stack.env"
+    log "local data deleted"
+    ;;
   status)
     if kafka_pid >/dev/null; then echo "kafka: running on 127.0.0.1:$KAFKA_PORT"; else echo "kafka: stopped"; fi
     if bin="$(pg_bin)" && [ -f "$PG_DIR/PG_VERSION" ] && as_pg_owner "$bin/pg_ctl" -D "$PG_DIR" status >/dev/null 2>&1; then

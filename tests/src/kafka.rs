@@ -1,1 +1,167 @@
-//! Kafka helpers (filled by the saga tests).
+//! Topics per test, a producer for consumed events, and readers of what the
+//! service produced.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+
+use crate::{stack, unique};
+
+/// A test's own topics and consumer group.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Order events.
+    pub orders: String,
+    /// Payment events.
+    pub payments: String,
+    /// The service's events.
+    pub inventory: String,
+    /// The service's consumer group.
+    pub group: String,
+}
+
+impl Topics {
+    /// Fresh names.
+    pub fn new() -> Self {
+        let id = unique("t");
+        Self {
+            orders: format!("{id}.order-events"),
+            payments: format!("{id}.payment-events"),
+            inventory: format!("{id}.inventory-events"),
+            group: format!("{id}.inventory-service"),
+        }
+    }
+
+    /// Creates the consumed topics (and their dead letters) with a larger
+    /// record limit, so an oversized record reaches the service.
+    pub async fn create_with_large_records(&self) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &stack().kafka_bootstrap).create().expect("admin client");
+        let names = [
+            self.orders.clone(),
+            self.payments.clone(),
+            format!("{}.DLT", self.orders),
+            format!("{}.DLT", self.payments),
+        ];
+        let topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(1)).set("max.message.bytes", "4194304"))
+            .collect();
+        for result in admin.create_topics(&topics, &AdminOptions::new()).await.expect("create topics") {
+            result.expect("topic created");
+        }
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A producer for test input.
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &stack().kafka_bootstrap)
+        .set("message.max.bytes", "4000000")
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer")
+}
+
+/// Publishes a record and waits for the broker's acknowledgement.
+pub async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+    let mut h = OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(Header { key: k, value: Some(*v) });
+    }
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(payload).headers(h), Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("cannot publish to {topic}: {e}"));
+}
+
+/// Publishes a JSON event keyed by its `orderId`.
+pub async fn send_json(producer: &FutureProducer, topic: &str, event: &Value) {
+    let key = event["orderId"].as_str().map(str::to_owned).unwrap_or_else(|| event["orderId"].to_string());
+    send(producer, topic, &key, event.to_string().as_bytes(), &[]).await;
+}
+
+/// A record the service produced.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Record key.
+    pub key: Option<String>,
+    /// Value parsed as JSON (`Null` if it is not JSON).
+    pub value: Value,
+    /// Raw value length.
+    pub len: usize,
+    /// Headers.
+    pub headers: HashMap<String, String>,
+    /// Partition.
+    pub partition: i32,
+}
+
+/// Reads a topic from its beginning.
+pub struct Reader {
+    consumer: StreamConsumer,
+    topic: String,
+}
+
+impl Reader {
+    /// Subscribes to `topic` with a private group.
+    pub fn new(topic: &str) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &stack().kafka_bootstrap)
+            .set("group.id", unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("allow.auto.create.topics", "true")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        Self { consumer, topic: topic.to_owned() }
+    }
+
+    /// The next record, or a panic naming what was awaited after `timeout`.
+    pub async fn next(&self, timeout: Duration, what: &str) -> Received {
+        let message = tokio::time::timeout(timeout, self.consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no record on {} within {timeout:?} while waiting for {what}", self.topic))
+            .expect("consume");
+        let payload = message.payload().unwrap_or_default();
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Received {
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: serde_json::from_slice(payload).unwrap_or(Value::Null),
+            len: payload.len(),
+            headers,
+            partition: message.partition(),
+        }
+    }
+
+    /// The next `n` records.
+    pub async fn take(&self, n: usize, timeout: Duration, what: &str) -> Vec<Received> {
+        let mut out = Vec::with_capacity(n);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            out.push(self.next(left, &format!("{what} ({} of {n} so far)", out.len())).await);
+        }
+        out
+    }
+}

@@ -6,6 +6,7 @@
 //! and starts them on loopback) and reads `.local/stack.env`. When that fails
 //! the test fails with what to run; it never skips.
 
+pub mod app;
 pub mod db;
 pub mod kafka;
 

@@ -15,6 +15,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
@@ -222,6 +223,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         let topic = KafkaConfig::dead_letter_topic(m.topic());
         tracing::warn!(%error, source_topic = m.topic(), partition = m.partition(), offset = m.offset(), "dead-lettering a record");
         let mut attempt = 0;
+        let mut drop_payload = false;
         loop {
             attempt += 1;
             let mut headers = OwnedHeaders::new();
@@ -259,13 +261,28 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
             if let Some(key) = m.key() {
                 out = out.key(key);
             }
-            if let Some(payload) = m.payload() {
+            let size = m.payload().map_or(0, <[u8]>::len).to_string();
+            if drop_payload {
+                // The broker refuses the value itself: keep the evidence, not the bytes.
+                out = out.headers(
+                    OwnedHeaders::new()
+                        .insert(Header { key: "dlt-error", value: Some(error) })
+                        .insert(Header { key: "dlt-source-topic", value: Some(m.topic()) })
+                        .insert(Header { key: "dlt-source-partition", value: Some(partition.as_str()) })
+                        .insert(Header { key: "dlt-source-offset", value: Some(offset.as_str()) })
+                        .insert(Header { key: "dlt-payload-dropped-bytes", value: Some(size.as_str()) }),
+                );
+            } else if let Some(payload) = m.payload() {
                 out = out.payload(payload);
             }
             match self.producer.send(out, Duration::from_secs(10)).await {
                 Ok(_) => {
                     metrics::counter!("inventory_dead_letters_total", "topic" => m.topic().to_owned()).increment(1);
                     return true;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) if !drop_payload => {
+                    tracing::warn!(%topic, "record too large for the dead-letter topic; sending it without its value");
+                    drop_payload = true;
                 }
                 Err((e, _)) => {
                     tracing::error!(error = %e, %topic, "cannot write a dead letter; retrying");

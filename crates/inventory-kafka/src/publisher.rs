@@ -29,6 +29,8 @@ impl KafkaPublisher {
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
+            // Room to dead-letter a record over the 1 MB we accept (topics permitting).
+            .set("message.max.bytes", "4194304")
             .set("client.id", "inventory-service")
             .create()?;
         Ok(Self {

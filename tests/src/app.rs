@@ -1,0 +1,128 @@
+//! The service under test, in-process, on port 0, with its own schema and topics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use inventory_app::settings::{DatabaseSettings, JwtSettings, KafkaSettings, Settings};
+use inventory_app::{Application, Service};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::TestDb;
+use crate::kafka::Topics;
+use crate::stack;
+
+/// The HS256 secret test tokens are signed with.
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+
+/// Knobs a test may turn.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Run the saga (needs Kafka).
+    pub kafka: bool,
+    /// Hold time to live.
+    pub hold_ttl_secs: u64,
+    /// Expiry sweep interval.
+    pub sweep_ms: u64,
+    /// Verification key configured.
+    pub jwt: bool,
+    /// Records per transaction.
+    pub batch_max: usize,
+    /// Pool size.
+    pub pool_max: u32,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self { kafka: true, hold_ttl_secs: 1800, sweep_ms: 5000, jwt: true, batch_max: 500, pool_max: 8 }
+    }
+}
+
+/// A running service.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its topics and group.
+    pub topics: Topics,
+    /// Its use cases, to arrange and check state.
+    pub service: Service,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Settings for an app on `db` and `topics`.
+pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings {
+    Settings {
+        http_addr: "127.0.0.1:0".parse().expect("address"),
+        http_workers: 2,
+        database: DatabaseSettings {
+            database_url: db.url.clone(),
+            db_pool_max_size: options.pool_max,
+            db_pool_min_idle: 1,
+            db_pool_acquire_timeout_ms: 5000,
+        },
+        kafka: KafkaSettings {
+            kafka_bootstrap_servers: options.kafka.then(|| stack().kafka_bootstrap.clone()),
+            kafka_group_id: topics.group.clone(),
+            kafka_order_topic: topics.orders.clone(),
+            kafka_payment_topic: topics.payments.clone(),
+            kafka_inventory_topic: topics.inventory.clone(),
+            kafka_topic_partitions: 3,
+            kafka_batch_max: options.batch_max,
+        },
+        jwt: JwtSettings {
+            jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),
+            jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+        },
+        migrate_on_start: false,
+        hold_ttl_secs: options.hold_ttl_secs,
+        expiry_sweep_interval_ms: options.sweep_ms,
+        retention_hours: 168,
+        max_conflict_retries: 50,
+    }
+}
+
+impl TestApp {
+    /// Starts the service on `db` with fresh topics.
+    pub async fn spawn(db: &TestDb, options: AppOptions) -> Self {
+        Self::spawn_on(db, Topics::new(), options).await
+    }
+
+    /// Starts the service on `db` and the given topics (a second instance shares them).
+    pub async fn spawn_on(db: &TestDb, topics: Topics, options: AppOptions) -> Self {
+        let app = Application::build(settings(db, &topics, &options)).await.unwrap_or_else(|e| {
+            panic!("the service did not start: {e}; run `just test` so PostgreSQL and Kafka are up")
+        });
+        let addr = app.http_addr();
+        let service = app.service().clone();
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(async move {
+            app.run().await.expect("service runs");
+        });
+        Self { addr, topics, service, shutdown, task: Some(task) }
+    }
+
+    /// `http://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops it gracefully and waits.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Shared handle type for tests that spawn several apps.
+pub type Shared<T> = Arc<T>;

@@ -1,0 +1,371 @@
+//! The saga end to end: real Kafka, real PostgreSQL, the service in-process.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use inventory_domain::{Actor, ProductId, Quantity};
+use inventory_tests::app::{AppOptions, TestApp};
+use inventory_tests::db::TestDb;
+use inventory_tests::kafka::{Reader, Topics, producer, send, send_json};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn created(order: &str, items: &[(&str, i64)]) -> Value {
+    let items: Vec<Value> = items.iter().map(|(p, q)| json!({"productId": p, "quantity": q})).collect();
+    json!({
+        "eventId": Uuid::new_v4(),
+        "eventType": "OrderCreatedEvent",
+        "occurredAt": "2026-11-26T10:00:00Z",
+        "correlationId": format!("corr-{order}"),
+        "orderId": order,
+        "items": items,
+    })
+}
+
+fn simple(event_type: &str, order: &str) -> Value {
+    json!({"eventId": Uuid::new_v4(), "eventType": event_type, "orderId": order})
+}
+
+async fn stock(app: &TestApp, product: &str, quantity: i64) {
+    app.service
+        .add_stock(&ProductId::parse(product).unwrap(), Quantity::new(quantity).unwrap(), &Actor("test".into()))
+        .await
+        .unwrap();
+}
+
+async fn counts(app: &TestApp, product: &str) -> (u32, u32) {
+    let s = app.service.get_stock(&ProductId::parse(product).unwrap()).await.unwrap().unwrap();
+    (s.quantity(), s.reserved())
+}
+
+fn items(v: &Value) -> Vec<(String, u64)> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["productId"].as_str().unwrap().to_owned(), i["quantity"].as_u64().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_reserves_and_announces_it() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "p-1", 10).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    let order = created("o-1", &[("p-1", 3)]);
+    send_json(&p, &app.topics.orders, &order).await;
+
+    let out = outcomes.next(WAIT, "the reservation outcome").await;
+    assert_eq!(out.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(out.value["orderId"], "o-1");
+    assert_eq!(out.key.as_deref(), Some("o-1"));
+    assert_eq!(items(&out.value), vec![("p-1".to_owned(), 3)]);
+    assert_eq!(out.value["causationId"], order["eventId"]);
+    assert_eq!(out.value["correlationId"], "corr-o-1");
+    assert!(Uuid::parse_str(out.value["eventId"].as_str().unwrap()).is_ok());
+    assert_eq!(out.headers.get("ce_type").map(String::as_str), Some("InventoryReservedEvent"));
+    assert_eq!(out.headers.get("ce_specversion").map(String::as_str), Some("1.0"));
+    assert_eq!(out.headers.get("ce_id"), out.value["eventId"].as_str().map(str::to_owned).as_ref());
+    assert!(out.headers.contains_key("ce_source") && out.headers.contains_key("ce_time"));
+    assert_eq!(counts(&app, "p-1").await, (10, 3));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_order_names_each_short_line_and_holds_nothing() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 1).await;
+    stock(&app, "b", 5).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    send_json(&p, &app.topics.orders, &created("o-short", &[("a", 2), ("b", 1)])).await;
+    send_json(&p, &app.topics.orders, &created("o-unknown", &[("b", 1), ("nope", 1)])).await;
+
+    let out = outcomes.take(2, WAIT, "two failures").await;
+    let by_order: HashMap<String, Value> =
+        out.into_iter().map(|r| (r.value["orderId"].as_str().unwrap().to_owned(), r.value)).collect();
+    let short = &by_order["o-short"];
+    assert_eq!(short["eventType"], "StockReservationFailedEvent");
+    assert_eq!(short["reason"], "INSUFFICIENT_STOCK");
+    assert_eq!(short["items"], json!([{"productId": "a", "requested": 2, "available": 1}]));
+    assert!(short["detail"].as_str().unwrap().contains("a: requested 2, available 1"));
+    let unknown = &by_order["o-unknown"];
+    assert_eq!(unknown["reason"], "UNKNOWN_PRODUCT");
+    assert_eq!(unknown["items"], json!([{"productId": "nope", "requested": 1, "available": 0}]));
+    assert_eq!(counts(&app, "a").await, (1, 0), "all or nothing: a untouched");
+    assert_eq!(counts(&app, "b").await, (5, 0), "all or nothing: b untouched");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_product_twice_in_one_order_is_summed() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 3).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    send_json(&producer(), &app.topics.orders, &created("o-1", &[("a", 1), ("a", 2)])).await;
+    let out = outcomes.next(WAIT, "the reservation").await;
+    assert_eq!(out.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(items(&out.value), vec![("a".to_owned(), 3)]);
+    assert_eq!(counts(&app, "a").await, (3, 3));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_delivered_twice_changes_things_once() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 5).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    let create = created("o-1", &[("a", 2)]);
+    let cancel = simple("OrderCancelledEvent", "o-1");
+    for event in [&create, &create] {
+        send_json(&p, &app.topics.orders, event).await;
+    }
+    // A second create for the same order under a new event id is no new outcome either.
+    send_json(&p, &app.topics.orders, &created("o-1", &[("a", 1)])).await;
+    for event in [&cancel, &cancel] {
+        send_json(&p, &app.topics.orders, event).await;
+    }
+    send_json(&p, &app.topics.orders, &created("marker", &[("a", 1)])).await;
+
+    let out = outcomes.take(3, WAIT, "reserved, released, marker").await;
+    let seen: Vec<(String, String)> = out
+        .iter()
+        .map(|r| (r.value["orderId"].as_str().unwrap().to_owned(), r.value["eventType"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("o-1".into(), "InventoryReservedEvent".into()),
+            ("o-1".into(), "InventoryReleasedEvent".into()),
+            ("marker".into(), "InventoryReservedEvent".into()),
+        ]
+    );
+    assert_eq!(counts(&app, "a").await, (5, 1), "only the marker holds stock");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_create_fails_the_late_create() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 5).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    send_json(&p, &app.topics.orders, &simple("OrderCancelledEvent", "o-1")).await;
+    send_json(&p, &app.topics.orders, &created("o-1", &[("a", 2)])).await;
+    let out = outcomes.next(WAIT, "the refusal").await;
+    assert_eq!(out.value["eventType"], "StockReservationFailedEvent");
+    assert_eq!(out.value["reason"], "ORDER_CANCELLED");
+    assert_eq!(counts(&app, "a").await, (5, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_failed_releases_and_payment_succeeded_commits() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 10).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    send_json(&p, &app.topics.orders, &created("o-fail", &[("a", 2)])).await;
+    send_json(&p, &app.topics.orders, &created("o-paid", &[("a", 3)])).await;
+    outcomes.take(2, WAIT, "two reservations").await;
+    assert_eq!(counts(&app, "a").await, (10, 5));
+
+    let mut failed = simple("PaymentFailedEvent", "o-fail");
+    failed["reason"] = json!("card declined");
+    send_json(&p, &app.topics.payments, &failed).await;
+    let out = outcomes.next(WAIT, "the release").await;
+    assert_eq!(out.value["eventType"], "InventoryReleasedEvent");
+    assert_eq!(out.value["reason"], "PAYMENT_FAILED");
+    assert_eq!(items(&out.value), vec![("a".to_owned(), 2)]);
+
+    send_json(&p, &app.topics.payments, &simple("PaymentSucceededEvent", "o-paid")).await;
+    // Cancel after commit must do nothing; the marker shows it was consumed.
+    send_json(&p, &app.topics.orders, &simple("OrderCancelledEvent", "o-paid")).await;
+    send_json(&p, &app.topics.orders, &created("marker", &[("a", 1)])).await;
+    let next = outcomes.next(WAIT, "the marker").await;
+    assert_eq!(next.value["orderId"], "marker", "no event for the commit or the late cancel");
+    assert_eq!(counts(&app, "a").await, (7, 1), "3 units left the shelf; the marker holds 1");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_holds_are_released_with_reason_expired() {
+    let db = TestDb::new().await;
+    let options = AppOptions { hold_ttl_secs: 1, sweep_ms: 200, ..AppOptions::default() };
+    let app = TestApp::spawn(&db, options).await;
+    stock(&app, "a", 4).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    send_json(&producer(), &app.topics.orders, &created("o-1", &[("a", 4)])).await;
+    assert_eq!(outcomes.next(WAIT, "the reservation").await.value["eventType"], "InventoryReservedEvent");
+    let out = outcomes.next(WAIT, "the expiry").await;
+    assert_eq!(out.value["eventType"], "InventoryReleasedEvent");
+    assert_eq!(out.value["reason"], "EXPIRED");
+    assert!(out.value.get("causationId").is_none());
+    assert_eq!(counts(&app, "a").await, (4, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
+    let db = TestDb::new().await;
+    let topics = Topics::new();
+    topics.create_with_large_records().await;
+    let app = TestApp::spawn_on(&db, topics, AppOptions::default()).await;
+    stock(&app, "a", 5).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let dead = Reader::new(&format!("{}.DLT", app.topics.orders));
+    let p = producer();
+    let line = json!({"productId": "a", "quantity": 1});
+    let big_lines: Vec<Value> = (0..101).map(|_| line.clone()).collect();
+    let huge = format!(r#"{{"eventType":"OrderCreatedEvent","orderId":"k","pad":"{}"}}"#, "x".repeat(1_100_000));
+    let poison: Vec<(&str, Vec<u8>)> = vec![
+        ("not JSON", b"{{{not json".to_vec()),
+        ("not a JSON object", b"[1,2]".to_vec()),
+        ("orderId", json!({"eventType": "OrderCreatedEvent", "items": [line]}).to_string().into_bytes()),
+        ("items: missing", json!({"eventType": "OrderCreatedEvent", "orderId": "k"}).to_string().into_bytes()),
+        (
+            "items[0].quantity",
+            json!({"eventType": "OrderCreatedEvent", "orderId": "k", "items": [{"productId": "a", "quantity": 0}]})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "items[0].quantity",
+            json!({"eventType": "OrderCreatedEvent", "orderId": "k", "items": [{"productId": "a", "quantity": -3}]})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "at most 100",
+            json!({"eventType": "OrderCreatedEvent", "orderId": "k", "items": big_lines}).to_string().into_bytes(),
+        ),
+        ("eventId", json!({"eventType": "OrderCancelledEvent", "eventId": 5, "orderId": "k"}).to_string().into_bytes()),
+        ("byte limit", huge.into_bytes()),
+    ];
+    // One key: one partition, so the good record after them is behind every poison one.
+    for (_, payload) in &poison {
+        send(&p, &app.topics.orders, "k", payload, &[("trace", "t-1")]).await;
+    }
+    let mut good = created("k", &[("a", 2)]);
+    good["orderId"] = json!("k");
+    send_json(&p, &app.topics.orders, &good).await;
+
+    let out = outcomes.next(WAIT, "the good record's outcome").await;
+    assert_eq!(out.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(counts(&app, "a").await, (5, 2));
+
+    let letters = dead.take(poison.len(), WAIT, "one dead letter per poison record").await;
+    let partition = letters[0].headers["dlt-source-partition"].clone();
+    for (i, ((expected, payload), letter)) in poison.iter().zip(&letters).enumerate() {
+        let error = &letter.headers["dlt-error"];
+        assert!(error.contains(expected), "record {i}: error {error:?} should mention {expected:?}");
+        assert_eq!(letter.headers["dlt-source-topic"], app.topics.orders);
+        assert_eq!(letter.headers["dlt-source-partition"], partition);
+        assert_eq!(letter.headers["dlt-source-offset"], i.to_string(), "in order, offset {i}");
+        assert_eq!(letter.headers.get("trace").map(String::as_str), Some("t-1"), "original headers kept");
+        assert_eq!(letter.key.as_deref(), Some("k"));
+        assert_eq!(letter.len, payload.len(), "the original value is kept");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_types_are_skipped_and_types_come_from_headers_too() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 5).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let dead = Reader::new(&format!("{}.DLT", app.topics.orders));
+    let p = producer();
+    send_json(&p, &app.topics.orders, &simple("OrderShippedEvent", "o-x")).await;
+
+    // CloudEvents binary mode: the type is in ce_type only.
+    let mut by_ce = created("o-ce", &[("a", 1)]);
+    by_ce.as_object_mut().unwrap().remove("eventType");
+    send(&p, &app.topics.orders, "o-ce", by_ce.to_string().as_bytes(), &[("ce_type", "OrderCreatedEvent")]).await;
+    // Spring Kafka: the type is the class name in __TypeId__.
+    let mut by_spring = created("o-spring", &[("a", 2)]);
+    by_spring.as_object_mut().unwrap().remove("eventType");
+    let spring = [("__TypeId__", "com.shop.order.events.OrderCreatedEvent")];
+    send(&p, &app.topics.orders, "o-spring", by_spring.to_string().as_bytes(), &spring).await;
+    // Payment events follow the reservation in a real saga; topics are not ordered with each other.
+    let mut out = outcomes.take(2, WAIT, "two reservations").await;
+    let mut failed = simple("PaymentFailedEvent", "o-spring");
+    failed.as_object_mut().unwrap().remove("eventType");
+    let spring = [("__TypeId__", "com.shop.payment.PaymentFailedEvent")];
+    send(&p, &app.topics.payments, "o-spring", failed.to_string().as_bytes(), &spring).await;
+
+    out.push(outcomes.next(WAIT, "the release").await);
+    let mut seen: Vec<(String, String)> = out
+        .iter()
+        .map(|r| (r.value["orderId"].as_str().unwrap().to_owned(), r.value["eventType"].as_str().unwrap().to_owned()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("o-ce".into(), "InventoryReservedEvent".into()),
+            ("o-spring".into(), "InventoryReleasedEvent".into()),
+            ("o-spring".into(), "InventoryReservedEvent".into()),
+        ]
+    );
+    assert_eq!(counts(&app, "a").await, (5, 1));
+    // The skipped event is no dead letter: a poison record sent now is the first one there.
+    send(&p, &app.topics.orders, "o-x", b"poison", &[]).await;
+    let letter = dead.next(WAIT, "the poison record").await;
+    assert_eq!(letter.key.as_deref(), Some("o-x"));
+    assert!(letter.headers["dlt-error"].contains("not JSON"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_orders_race_for_fifty_units_across_partitions_and_instances() {
+    let db = TestDb::new().await;
+    let topics = Topics::new();
+    let options = AppOptions { batch_max: 50, ..AppOptions::default() };
+    let first = TestApp::spawn_on(&db, topics.clone(), options.clone()).await;
+    let second = TestApp::spawn_on(&db, topics.clone(), options).await;
+    stock(&first, "hot", 50).await;
+    let outcomes = Reader::new(&topics.inventory);
+    let p = producer();
+    let sends = (0..500).map(|i| {
+        let p = p.clone();
+        let topic = topics.orders.clone();
+        async move { send_json(&p, &topic, &created(&format!("race-{i}"), &[("hot", 1)])).await }
+    });
+    futures_join_all(sends).await;
+
+    let out = outcomes.take(500, Duration::from_secs(120), "500 outcomes").await;
+    let mut by_type: HashMap<String, usize> = HashMap::new();
+    let mut orders = std::collections::HashSet::new();
+    let mut partitions = std::collections::HashSet::new();
+    for r in &out {
+        *by_type.entry(r.value["eventType"].as_str().unwrap().to_owned()).or_default() += 1;
+        orders.insert(r.value["orderId"].as_str().unwrap().to_owned());
+        partitions.insert(r.partition);
+    }
+    assert_eq!(orders.len(), 500, "one outcome per order");
+    assert_eq!(by_type.get("InventoryReservedEvent"), Some(&50));
+    assert_eq!(by_type.get("StockReservationFailedEvent"), Some(&450));
+    assert!(partitions.len() > 1, "orders were spread over partitions");
+    assert_eq!(counts(&first, "hot").await, (50, 50));
+    first.stop().await;
+    second.stop().await;
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futures: impl Iterator<Item = F>) {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+}
