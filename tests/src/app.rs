@@ -30,11 +30,24 @@ pub struct AppOptions {
     pub batch_max: usize,
     /// Pool size.
     pub pool_max: u32,
+    /// Required token issuer.
+    pub jwt_issuer: Option<String>,
+    /// Required token audience.
+    pub jwt_audience: Option<String>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { kafka: true, hold_ttl_secs: 1800, sweep_ms: 5000, jwt: true, batch_max: 500, pool_max: 8 }
+        Self {
+            kafka: true,
+            hold_ttl_secs: 1800,
+            sweep_ms: 5000,
+            jwt: true,
+            batch_max: 500,
+            pool_max: 8,
+            jwt_issuer: None,
+            jwt_audience: None,
+        }
     }
 }
 
@@ -73,8 +86,8 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
         jwt: JwtSettings {
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),
             jwt_public_key_file: None,
-            jwt_issuer: None,
-            jwt_audience: None,
+            jwt_issuer: options.jwt_issuer.clone(),
+            jwt_audience: options.jwt_audience.clone(),
         },
         migrate_on_start: false,
         hold_ttl_secs: options.hold_ttl_secs,
@@ -92,16 +105,24 @@ impl TestApp {
 
     /// Starts the service on `db` and the given topics (a second instance shares them).
     pub async fn spawn_on(db: &TestDb, topics: Topics, options: AppOptions) -> Self {
-        let app = Application::build(settings(db, &topics, &options)).await.unwrap_or_else(|e| {
-            panic!("the service did not start: {e}; run `just test` so PostgreSQL and Kafka are up")
-        });
+        let app = Application::build(settings(db, &topics, &options))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("the service did not start: {e}; run `just test` so PostgreSQL and Kafka are up")
+            });
         let addr = app.http_addr();
         let service = app.service().clone();
         let shutdown = app.shutdown_token();
         let task = tokio::spawn(async move {
             app.run().await.expect("service runs");
         });
-        Self { addr, topics, service, shutdown, task: Some(task) }
+        Self {
+            addr,
+            topics,
+            service,
+            shutdown,
+            task: Some(task),
+        }
     }
 
     /// `http://addr` + `path`.

@@ -42,8 +42,10 @@ impl Topics {
     /// Creates the consumed topics (and their dead letters) with a larger
     /// record limit, so an oversized record reaches the service.
     pub async fn create_with_large_records(&self) {
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", &stack().kafka_bootstrap).create().expect("admin client");
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &stack().kafka_bootstrap)
+            .create()
+            .expect("admin client");
         let names = [
             self.orders.clone(),
             self.payments.clone(),
@@ -54,7 +56,11 @@ impl Topics {
             .iter()
             .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(1)).set("max.message.bytes", "4194304"))
             .collect();
-        for result in admin.create_topics(&topics, &AdminOptions::new()).await.expect("create topics") {
+        for result in admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .expect("create topics")
+        {
             result.expect("topic created");
         }
     }
@@ -80,17 +86,26 @@ pub fn producer() -> FutureProducer {
 pub async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
     let mut h = OwnedHeaders::new();
     for (k, v) in headers {
-        h = h.insert(Header { key: k, value: Some(*v) });
+        h = h.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
     }
     producer
-        .send(FutureRecord::to(topic).key(key).payload(payload).headers(h), Duration::from_secs(10))
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload).headers(h),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap_or_else(|(e, _)| panic!("cannot publish to {topic}: {e}"));
 }
 
 /// Publishes a JSON event keyed by its `orderId`.
 pub async fn send_json(producer: &FutureProducer, topic: &str, event: &Value) {
-    let key = event["orderId"].as_str().map(str::to_owned).unwrap_or_else(|| event["orderId"].to_string());
+    let key = event["orderId"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| event["orderId"].to_string());
     send(producer, topic, &key, event.to_string().as_bytes(), &[]).await;
 }
 
@@ -127,21 +142,34 @@ impl Reader {
             .create()
             .expect("consumer");
         consumer.subscribe(&[topic]).expect("subscribe");
-        Self { consumer, topic: topic.to_owned() }
+        Self {
+            consumer,
+            topic: topic.to_owned(),
+        }
     }
 
     /// The next record, or a panic naming what was awaited after `timeout`.
     pub async fn next(&self, timeout: Duration, what: &str) -> Received {
         let message = tokio::time::timeout(timeout, self.consumer.recv())
             .await
-            .unwrap_or_else(|_| panic!("no record on {} within {timeout:?} while waiting for {what}", self.topic))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no record on {} within {timeout:?} while waiting for {what}",
+                    self.topic
+                )
+            })
             .expect("consume");
         let payload = message.payload().unwrap_or_default();
         let headers = message
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod db;
+pub mod http;
 pub mod kafka;
 
 use std::collections::HashMap;

@@ -13,7 +13,10 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn created(order: &str, items: &[(&str, i64)]) -> Value {
-    let items: Vec<Value> = items.iter().map(|(p, q)| json!({"productId": p, "quantity": q})).collect();
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(p, q)| json!({"productId": p, "quantity": q}))
+        .collect();
     json!({
         "eventId": Uuid::new_v4(),
         "eventType": "OrderCreatedEvent",
@@ -30,13 +33,22 @@ fn simple(event_type: &str, order: &str) -> Value {
 
 async fn stock(app: &TestApp, product: &str, quantity: i64) {
     app.service
-        .add_stock(&ProductId::parse(product).unwrap(), Quantity::new(quantity).unwrap(), &Actor("test".into()))
+        .add_stock(
+            &ProductId::parse(product).unwrap(),
+            Quantity::new(quantity).unwrap(),
+            &Actor("test".into()),
+        )
         .await
         .unwrap();
 }
 
 async fn counts(app: &TestApp, product: &str) -> (u32, u32) {
-    let s = app.service.get_stock(&ProductId::parse(product).unwrap()).await.unwrap().unwrap();
+    let s = app
+        .service
+        .get_stock(&ProductId::parse(product).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     (s.quantity(), s.reserved())
 }
 
@@ -45,7 +57,12 @@ fn items(v: &Value) -> Vec<(String, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["productId"].as_str().unwrap().to_owned(), i["quantity"].as_u64().unwrap()))
+        .map(|i| {
+            (
+                i["productId"].as_str().unwrap().to_owned(),
+                i["quantity"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -67,9 +84,15 @@ async fn happy_path_reserves_and_announces_it() {
     assert_eq!(out.value["causationId"], order["eventId"]);
     assert_eq!(out.value["correlationId"], "corr-o-1");
     assert!(Uuid::parse_str(out.value["eventId"].as_str().unwrap()).is_ok());
-    assert_eq!(out.headers.get("ce_type").map(String::as_str), Some("InventoryReservedEvent"));
+    assert_eq!(
+        out.headers.get("ce_type").map(String::as_str),
+        Some("InventoryReservedEvent")
+    );
     assert_eq!(out.headers.get("ce_specversion").map(String::as_str), Some("1.0"));
-    assert_eq!(out.headers.get("ce_id"), out.value["eventId"].as_str().map(str::to_owned).as_ref());
+    assert_eq!(
+        out.headers.get("ce_id"),
+        out.value["eventId"].as_str().map(str::to_owned).as_ref()
+    );
     assert!(out.headers.contains_key("ce_source") && out.headers.contains_key("ce_time"));
     assert_eq!(counts(&app, "p-1").await, (10, 3));
     app.stop().await;
@@ -87,16 +110,29 @@ async fn short_order_names_each_short_line_and_holds_nothing() {
     send_json(&p, &app.topics.orders, &created("o-unknown", &[("b", 1), ("nope", 1)])).await;
 
     let out = outcomes.take(2, WAIT, "two failures").await;
-    let by_order: HashMap<String, Value> =
-        out.into_iter().map(|r| (r.value["orderId"].as_str().unwrap().to_owned(), r.value)).collect();
+    let by_order: HashMap<String, Value> = out
+        .into_iter()
+        .map(|r| (r.value["orderId"].as_str().unwrap().to_owned(), r.value))
+        .collect();
     let short = &by_order["o-short"];
     assert_eq!(short["eventType"], "StockReservationFailedEvent");
     assert_eq!(short["reason"], "INSUFFICIENT_STOCK");
-    assert_eq!(short["items"], json!([{"productId": "a", "requested": 2, "available": 1}]));
-    assert!(short["detail"].as_str().unwrap().contains("a: requested 2, available 1"));
+    assert_eq!(
+        short["items"],
+        json!([{"productId": "a", "requested": 2, "available": 1}])
+    );
+    assert!(
+        short["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a: requested 2, available 1")
+    );
     let unknown = &by_order["o-unknown"];
     assert_eq!(unknown["reason"], "UNKNOWN_PRODUCT");
-    assert_eq!(unknown["items"], json!([{"productId": "nope", "requested": 1, "available": 0}]));
+    assert_eq!(
+        unknown["items"],
+        json!([{"productId": "nope", "requested": 1, "available": 0}])
+    );
     assert_eq!(counts(&app, "a").await, (1, 0), "all or nothing: a untouched");
     assert_eq!(counts(&app, "b").await, (5, 0), "all or nothing: b untouched");
     app.stop().await;
@@ -138,7 +174,12 @@ async fn every_event_delivered_twice_changes_things_once() {
     let out = outcomes.take(3, WAIT, "reserved, released, marker").await;
     let seen: Vec<(String, String)> = out
         .iter()
-        .map(|r| (r.value["orderId"].as_str().unwrap().to_owned(), r.value["eventType"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r.value["orderId"].as_str().unwrap().to_owned(),
+                r.value["eventType"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -193,20 +234,34 @@ async fn payment_failed_releases_and_payment_succeeded_commits() {
     send_json(&p, &app.topics.orders, &simple("OrderCancelledEvent", "o-paid")).await;
     send_json(&p, &app.topics.orders, &created("marker", &[("a", 1)])).await;
     let next = outcomes.next(WAIT, "the marker").await;
-    assert_eq!(next.value["orderId"], "marker", "no event for the commit or the late cancel");
-    assert_eq!(counts(&app, "a").await, (7, 1), "3 units left the shelf; the marker holds 1");
+    assert_eq!(
+        next.value["orderId"], "marker",
+        "no event for the commit or the late cancel"
+    );
+    assert_eq!(
+        counts(&app, "a").await,
+        (7, 1),
+        "3 units left the shelf; the marker holds 1"
+    );
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_holds_are_released_with_reason_expired() {
     let db = TestDb::new().await;
-    let options = AppOptions { hold_ttl_secs: 1, sweep_ms: 200, ..AppOptions::default() };
+    let options = AppOptions {
+        hold_ttl_secs: 1,
+        sweep_ms: 200,
+        ..AppOptions::default()
+    };
     let app = TestApp::spawn(&db, options).await;
     stock(&app, "a", 4).await;
     let outcomes = Reader::new(&app.topics.inventory);
     send_json(&producer(), &app.topics.orders, &created("o-1", &[("a", 4)])).await;
-    assert_eq!(outcomes.next(WAIT, "the reservation").await.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(
+        outcomes.next(WAIT, "the reservation").await.value["eventType"],
+        "InventoryReservedEvent"
+    );
     let out = outcomes.next(WAIT, "the expiry").await;
     assert_eq!(out.value["eventType"], "InventoryReleasedEvent");
     assert_eq!(out.value["reason"], "EXPIRED");
@@ -227,8 +282,12 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
     let p = producer();
     let line = json!({"productId": "a", "quantity": 1});
     let big_lines: Vec<Value> = (0..101).map(|_| line.clone()).collect();
-    let huge = format!(r#"{{"eventType":"OrderCreatedEvent","orderId":"k","pad":"{}"}}"#, "x".repeat(1_100_000));
-    let poison: Vec<(&str, Vec<u8>)> = vec![
+    let huge = format!(
+        r#"{{"eventType":"OrderCreatedEvent","orderId":"k","pad":"{}"}}"#,
+        "x".repeat(1_100_000)
+    );
+    let poison: Vec<(&str, Vec<u8>)> =
+        vec![
         ("not JSON", b"{{{not json".to_vec()),
         ("not a JSON object", b"[1,2]".to_vec()),
         ("orderId", json!({"eventType": "OrderCreatedEvent", "items": [line]}).to_string().into_bytes()),
@@ -268,11 +327,22 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
     let partition = letters[0].headers["dlt-source-partition"].clone();
     for (i, ((expected, payload), letter)) in poison.iter().zip(&letters).enumerate() {
         let error = &letter.headers["dlt-error"];
-        assert!(error.contains(expected), "record {i}: error {error:?} should mention {expected:?}");
+        assert!(
+            error.contains(expected),
+            "record {i}: error {error:?} should mention {expected:?}"
+        );
         assert_eq!(letter.headers["dlt-source-topic"], app.topics.orders);
         assert_eq!(letter.headers["dlt-source-partition"], partition);
-        assert_eq!(letter.headers["dlt-source-offset"], i.to_string(), "in order, offset {i}");
-        assert_eq!(letter.headers.get("trace").map(String::as_str), Some("t-1"), "original headers kept");
+        assert_eq!(
+            letter.headers["dlt-source-offset"],
+            i.to_string(),
+            "in order, offset {i}"
+        );
+        assert_eq!(
+            letter.headers.get("trace").map(String::as_str),
+            Some("t-1"),
+            "original headers kept"
+        );
         assert_eq!(letter.key.as_deref(), Some("k"));
         assert_eq!(letter.len, payload.len(), "the original value is kept");
     }
@@ -292,23 +362,49 @@ async fn unknown_types_are_skipped_and_types_come_from_headers_too() {
     // CloudEvents binary mode: the type is in ce_type only.
     let mut by_ce = created("o-ce", &[("a", 1)]);
     by_ce.as_object_mut().unwrap().remove("eventType");
-    send(&p, &app.topics.orders, "o-ce", by_ce.to_string().as_bytes(), &[("ce_type", "OrderCreatedEvent")]).await;
+    send(
+        &p,
+        &app.topics.orders,
+        "o-ce",
+        by_ce.to_string().as_bytes(),
+        &[("ce_type", "OrderCreatedEvent")],
+    )
+    .await;
     // Spring Kafka: the type is the class name in __TypeId__.
     let mut by_spring = created("o-spring", &[("a", 2)]);
     by_spring.as_object_mut().unwrap().remove("eventType");
     let spring = [("__TypeId__", "com.shop.order.events.OrderCreatedEvent")];
-    send(&p, &app.topics.orders, "o-spring", by_spring.to_string().as_bytes(), &spring).await;
+    send(
+        &p,
+        &app.topics.orders,
+        "o-spring",
+        by_spring.to_string().as_bytes(),
+        &spring,
+    )
+    .await;
     // Payment events follow the reservation in a real saga; topics are not ordered with each other.
     let mut out = outcomes.take(2, WAIT, "two reservations").await;
     let mut failed = simple("PaymentFailedEvent", "o-spring");
     failed.as_object_mut().unwrap().remove("eventType");
     let spring = [("__TypeId__", "com.shop.payment.PaymentFailedEvent")];
-    send(&p, &app.topics.payments, "o-spring", failed.to_string().as_bytes(), &spring).await;
+    send(
+        &p,
+        &app.topics.payments,
+        "o-spring",
+        failed.to_string().as_bytes(),
+        &spring,
+    )
+    .await;
 
     out.push(outcomes.next(WAIT, "the release").await);
     let mut seen: Vec<(String, String)> = out
         .iter()
-        .map(|r| (r.value["orderId"].as_str().unwrap().to_owned(), r.value["eventType"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r.value["orderId"].as_str().unwrap().to_owned(),
+                r.value["eventType"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     seen.sort();
     assert_eq!(
@@ -332,7 +428,10 @@ async fn unknown_types_are_skipped_and_types_come_from_headers_too() {
 async fn five_hundred_orders_race_for_fifty_units_across_partitions_and_instances() {
     let db = TestDb::new().await;
     let topics = Topics::new();
-    let options = AppOptions { batch_max: 50, ..AppOptions::default() };
+    let options = AppOptions {
+        batch_max: 50,
+        ..AppOptions::default()
+    };
     let first = TestApp::spawn_on(&db, topics.clone(), options.clone()).await;
     let second = TestApp::spawn_on(&db, topics.clone(), options).await;
     stock(&first, "hot", 50).await;
@@ -350,7 +449,9 @@ async fn five_hundred_orders_race_for_fifty_units_across_partitions_and_instance
     let mut orders = std::collections::HashSet::new();
     let mut partitions = std::collections::HashSet::new();
     for r in &out {
-        *by_type.entry(r.value["eventType"].as_str().unwrap().to_owned()).or_default() += 1;
+        *by_type
+            .entry(r.value["eventType"].as_str().unwrap().to_owned())
+            .or_default() += 1;
         orders.insert(r.value["orderId"].as_str().unwrap().to_owned());
         partitions.insert(r.partition);
     }

@@ -25,8 +25,11 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         }
         // serde reports unknown and missing fields at the parent's path.
         let message = inner.to_string();
-        let field =
-            quoted_field(&message).map_or(path.clone(), |f| if path == "." { f } else { format!("{path}.{f}") });
+        let field = match quoted_field(&message) {
+            Some(f) if path == "." => f,
+            Some(f) if !path.ends_with(&f) => format!("{path}.{f}"),
+            _ => path,
+        };
         let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
         ApiError::field(if field == "." { "body".to_owned() } else { field }, message)
     })?;

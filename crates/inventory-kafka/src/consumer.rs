@@ -266,11 +266,26 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 // The broker refuses the value itself: keep the evidence, not the bytes.
                 out = out.headers(
                     OwnedHeaders::new()
-                        .insert(Header { key: "dlt-error", value: Some(error) })
-                        .insert(Header { key: "dlt-source-topic", value: Some(m.topic()) })
-                        .insert(Header { key: "dlt-source-partition", value: Some(partition.as_str()) })
-                        .insert(Header { key: "dlt-source-offset", value: Some(offset.as_str()) })
-                        .insert(Header { key: "dlt-payload-dropped-bytes", value: Some(size.as_str()) }),
+                        .insert(Header {
+                            key: "dlt-error",
+                            value: Some(error),
+                        })
+                        .insert(Header {
+                            key: "dlt-source-topic",
+                            value: Some(m.topic()),
+                        })
+                        .insert(Header {
+                            key: "dlt-source-partition",
+                            value: Some(partition.as_str()),
+                        })
+                        .insert(Header {
+                            key: "dlt-source-offset",
+                            value: Some(offset.as_str()),
+                        })
+                        .insert(Header {
+                            key: "dlt-payload-dropped-bytes",
+                            value: Some(size.as_str()),
+                        }),
                 );
             } else if let Some(payload) = m.payload() {
                 out = out.payload(payload);

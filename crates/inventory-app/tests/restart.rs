@@ -1,0 +1,107 @@
+//! The service binary killed (SIGKILL) mid-stream and started again loses
+//! no outcome and gives no order a second, different one.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use diesel_async::SimpleAsyncConnection;
+use inventory_tests::db::TestDb;
+use inventory_tests::kafka::{Reader, Topics, producer, send_json};
+use inventory_tests::stack;
+use serde_json::json;
+
+fn start(db: &TestDb, topics: &Topics) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_inventory-app"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("KAFKA_BOOTSTRAP_SERVERS", &stack().kafka_bootstrap)
+        .env("KAFKA_GROUP_ID", &topics.group)
+        .env("KAFKA_ORDER_TOPIC", &topics.orders)
+        .env("KAFKA_PAYMENT_TOPIC", &topics.payments)
+        .env("KAFKA_INVENTORY_TOPIC", &topics.inventory)
+        .env("KAFKA_BATCH_MAX", "10")
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the inventory-app binary starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_mid_stream_loses_no_outcome() {
+    let db = TestDb::new().await;
+    let topics = Topics::new();
+    let mut conn = db.conn().await;
+    conn.batch_execute("INSERT INTO inventory (id, product_id, quantity) VALUES (gen_random_uuid(), 'p', 300)")
+        .await
+        .unwrap();
+    let orders = 400;
+    let p = producer();
+    for i in 0..orders {
+        let event = json!({
+            "eventId": uuid::Uuid::new_v4(),
+            "eventType": "OrderCreatedEvent",
+            "orderId": format!("o-{i}"),
+            "items": [{"productId": "p", "quantity": 1}],
+        });
+        send_json(&p, &topics.orders, &event).await;
+    }
+    let outcomes = Reader::new(&topics.inventory);
+
+    let mut child = start(&db, &topics);
+    let mut seen: HashMap<String, (String, String)> = HashMap::new();
+    fn record(seen: &mut HashMap<String, (String, String)>, r: inventory_tests::kafka::Received) {
+        let order = r.value["orderId"].as_str().unwrap().to_owned();
+        let outcome = (
+            r.value["eventType"].as_str().unwrap().to_owned(),
+            r.value["eventId"].as_str().unwrap().to_owned(),
+        );
+        if let Some(previous) = seen.get(&order) {
+            assert_eq!(previous, &outcome, "order {order} got a second, different outcome");
+        }
+        seen.insert(order, outcome);
+    }
+    for r in outcomes.take(30, Duration::from_secs(60), "the first outcomes").await {
+        record(&mut seen, r);
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(
+        seen.len() < orders,
+        "the kill must land mid-stream ({} of {orders} done)",
+        seen.len()
+    );
+
+    let mut child = start(&db, &topics);
+    while seen.len() < orders {
+        let r = outcomes
+            .next(
+                Duration::from_secs(90),
+                &format!("outcomes after the restart ({} of {orders})", seen.len()),
+            )
+            .await;
+        record(&mut seen, r);
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let reserved = seen.values().filter(|(t, _)| t == "InventoryReservedEvent").count();
+    let failed = seen
+        .values()
+        .filter(|(t, _)| t == "StockReservationFailedEvent")
+        .count();
+    assert_eq!((reserved, failed), (300, 100));
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        reserved: i32,
+    }
+    use diesel_async::RunQueryDsl;
+    let row: Row = diesel::sql_query("SELECT reserved FROM inventory WHERE product_id = 'p'")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(row.reserved, 300, "each order reserved once");
+}

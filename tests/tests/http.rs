@@ -1,0 +1,650 @@
+//! The REST API over real HTTP, on a real PostgreSQL.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use inventory_tests::app::{AppOptions, TestApp};
+use inventory_tests::db::TestDb;
+use inventory_tests::http::{claims, client, sign, token};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn no_kafka() -> AppOptions {
+    AppOptions {
+        kafka: false,
+        ..AppOptions::default()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    content_type: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, bearer: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+    let mut request = client().request(method, app.url(path));
+    if let Some(t) = bearer {
+        request = request.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        request = request.header("content-type", "application/json").body(b);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = response.bytes().await.expect("body");
+    Reply {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        content_type,
+        headers,
+    }
+}
+
+async fn post(app: &TestApp, path: &str, bearer: Option<&str>, body: &Value) -> Reply {
+    call(app, Method::POST, path, bearer, Some(body.to_string().into_bytes())).await
+}
+
+/// Every error is problem+json with the stable fields.
+fn assert_problem(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status.as_u16(), status, "{:?}", reply.body);
+    assert_eq!(reply.content_type, "application/problem+json", "{:?}", reply.body);
+    assert_eq!(reply.body["status"], status);
+    assert_eq!(reply.body["code"], code, "{:?}", reply.body);
+    for field in ["type", "title", "detail"] {
+        assert!(reply.body[field].is_string(), "{field} missing in {:?}", reply.body);
+    }
+}
+
+fn field_of(reply: &Reply) -> String {
+    reply.body["errors"][0]["field"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_table_of_every_endpoint() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    let system = token(&["ROLE_SYSTEM"]);
+
+    // GET /api/inventory/{productId}
+    assert_problem(
+        &call(&app, Method::GET, "/api/inventory/p-1", None, None).await,
+        404,
+        "PRODUCT_NOT_FOUND",
+    );
+    let long = "x".repeat(65);
+    let reply = call(&app, Method::GET, &format!("/api/inventory/{long}"), None, None).await;
+    assert_problem(&reply, 422, "VALIDATION_FAILED");
+    assert_eq!(field_of(&reply), "productId");
+
+    // POST /api/inventory/add
+    let reply = post(
+        &app,
+        "/api/inventory/add",
+        Some(&admin),
+        &json!({"productId": "p-1", "quantity": 7}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["productId"], "p-1");
+    assert_eq!(
+        (reply.body["quantity"].as_u64(), reply.body["available"].as_u64()),
+        (Some(7), Some(7))
+    );
+    assert_eq!(reply.body["version"], 0);
+    let reply = call(&app, Method::GET, "/api/inventory/p-1", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for key in ["productId", "quantity", "reserved", "available", "version", "updatedAt"] {
+        assert!(!reply.body[key].is_null(), "{key} in {:?}", reply.body);
+    }
+    assert_problem(
+        &post(
+            &app,
+            "/api/inventory/add",
+            None,
+            &json!({"productId": "p", "quantity": 1}),
+        )
+        .await,
+        401,
+        "UNAUTHORIZED",
+    );
+    assert_problem(
+        &post(
+            &app,
+            "/api/inventory/add",
+            Some(&system),
+            &json!({"productId": "p", "quantity": 1}),
+        )
+        .await,
+        403,
+        "FORBIDDEN",
+    );
+    for (body, field) in [
+        (json!({"productId": "p", "quantity": 0}), "quantity"),
+        (json!({"productId": "p", "quantity": 1_000_001}), "quantity"),
+        (json!({"productId": "p", "quantity": "3"}), "quantity"),
+        (json!({"productId": "p"}), "quantity"),
+        (json!({"productId": "", "quantity": 1}), "productId"),
+        (json!({"productId": "p", "quantity": 1, "extra": true}), "extra"),
+    ] {
+        let reply = post(&app, "/api/inventory/add", Some(&admin), &body).await;
+        assert_problem(&reply, 422, "VALIDATION_FAILED");
+        assert_eq!(field_of(&reply), field, "{body}");
+    }
+    let reply = call(
+        &app,
+        Method::POST,
+        "/api/inventory/add",
+        Some(&admin),
+        Some(b"{\"productId\":".to_vec()),
+    )
+    .await;
+    assert_problem(&reply, 400, "MALFORMED_JSON");
+    let big = vec![b' '; 70 * 1024];
+    assert_problem(
+        &call(&app, Method::POST, "/api/inventory/add", Some(&admin), Some(big)).await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+
+    // POST /api/inventory/audit
+    let audit = |q: i64, reason: &str, version: Option<i64>| {
+        let mut body = json!({"productId": "p-1", "quantity": q, "reason": reason});
+        if let Some(v) = version {
+            body["expectedVersion"] = json!(v);
+        }
+        body
+    };
+    let reply = post(
+        &app,
+        "/api/inventory/audit",
+        Some(&admin),
+        &audit(5, "DAMAGED", Some(0)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        (reply.body["quantity"].as_u64(), reply.body["version"].as_u64()),
+        (Some(5), Some(1))
+    );
+    assert_problem(
+        &post(
+            &app,
+            "/api/inventory/audit",
+            Some(&admin),
+            &audit(5, "DAMAGED", Some(0)),
+        )
+        .await,
+        409,
+        "VERSION_MISMATCH",
+    );
+    let reply = post(&app, "/api/inventory/audit", Some(&admin), &audit(5, "LOST_IT", None)).await;
+    assert_problem(&reply, 422, "VALIDATION_FAILED");
+    assert_eq!(field_of(&reply), "reason");
+    let reply = post(&app, "/api/inventory/audit", Some(&admin), &audit(-1, "OTHER", None)).await;
+    assert_eq!(field_of(&reply), "quantity");
+    let unknown = json!({"productId": "nope", "quantity": 1, "reason": "OTHER"});
+    assert_problem(
+        &post(&app, "/api/inventory/audit", Some(&admin), &unknown).await,
+        404,
+        "PRODUCT_NOT_FOUND",
+    );
+    assert_problem(
+        &post(&app, "/api/inventory/audit", Some(&system), &audit(5, "OTHER", None)).await,
+        403,
+        "FORBIDDEN",
+    );
+
+    // POST /api/inventory/check
+    let reply = post(
+        &app,
+        "/api/inventory/check",
+        Some(&system),
+        &json!(["p-1", "zz", "p-1"]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, json!({"p-1": 5, "zz": 0}));
+    assert_eq!(
+        post(&app, "/api/inventory/check", Some(&admin), &json!(["p-1"]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_problem(
+        &post(&app, "/api/inventory/check", None, &json!(["p-1"])).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    assert_problem(
+        &post(
+            &app,
+            "/api/inventory/check",
+            Some(&token(&["ROLE_USER"])),
+            &json!(["p-1"]),
+        )
+        .await,
+        403,
+        "FORBIDDEN",
+    );
+    assert_problem(
+        &post(&app, "/api/inventory/check", Some(&system), &json!([])).await,
+        422,
+        "VALIDATION_FAILED",
+    );
+    let many: Vec<String> = (0..1001).map(|i| format!("p{i}")).collect();
+    assert_problem(
+        &post(&app, "/api/inventory/check", Some(&system), &json!(many)).await,
+        422,
+        "VALIDATION_FAILED",
+    );
+    let reply = post(&app, "/api/inventory/check", Some(&system), &json!(["ok", " bad"])).await;
+    assert_eq!(field_of(&reply), "[1]");
+    let reply = post(&app, "/api/inventory/check", Some(&system), &json!({"ids": []})).await;
+    assert_problem(&reply, 422, "VALIDATION_FAILED");
+
+    // GET /api/inventory/{productId}/adjustments
+    let reply = call(
+        &app,
+        Method::GET,
+        "/api/inventory/p-1/adjustments?limit=1",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let first = &reply.body["items"][0];
+    assert_eq!(
+        (
+            first["reason"].as_str(),
+            first["delta"].as_i64(),
+            first["actor"].as_str()
+        ),
+        (Some("DAMAGED"), Some(-2), Some("tester"))
+    );
+    let before = reply.body["nextBefore"].as_i64().expect("a next page");
+    let reply = call(
+        &app,
+        Method::GET,
+        &format!("/api/inventory/p-1/adjustments?before={before}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body["items"][0]["reason"], "ADD");
+    assert!(reply.body.get("nextBefore").is_none());
+    assert_problem(
+        &call(&app, Method::GET, "/api/inventory/p-1/adjustments", Some(&system), None).await,
+        403,
+        "FORBIDDEN",
+    );
+    assert_problem(
+        &call(&app, Method::GET, "/api/inventory/nope/adjustments", Some(&admin), None).await,
+        404,
+        "PRODUCT_NOT_FOUND",
+    );
+    let reply = call(
+        &app,
+        Method::GET,
+        "/api/inventory/p-1/adjustments?limit=0",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(field_of(&reply), "limit");
+
+    // Fallbacks
+    assert_problem(&call(&app, Method::GET, "/nowhere", None, None).await, 404, "NOT_FOUND");
+    assert_problem(
+        &call(&app, Method::DELETE, "/api/inventory/add", Some(&admin), None).await,
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_matrix() {
+    let db = TestDb::new().await;
+    let options = AppOptions {
+        jwt_issuer: Some("shop-auth".into()),
+        jwt_audience: Some("inventory".into()),
+        ..no_kafka()
+    };
+    let app = TestApp::spawn(&db, options).await;
+    let now = chrono::Utc::now().timestamp();
+    let good = || {
+        let mut c = claims("alice", &["ROLE_ADMIN"]);
+        c["iss"] = json!("shop-auth");
+        c["aud"] = json!("inventory");
+        c
+    };
+    let body = json!({"productId": "p", "quantity": 1});
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = good();
+        f(&mut c);
+        sign(&c)
+    };
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &good(),
+        &jsonwebtoken::EncodingKey::from_secret(b"another secret"),
+    )
+    .unwrap();
+    let none_alg = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(good().to_string())
+    );
+    let cases: Vec<(&str, Option<String>, u16)> = vec![
+        ("no token", None, 401),
+        ("garbage", Some("not-a-jwt".into()), 401),
+        ("bad signature", Some(forged), 401),
+        ("alg none", Some(none_alg), 401),
+        ("expired", Some(with(&|c| c["exp"] = json!(now - 120))), 401),
+        (
+            "expired within leeway",
+            Some(with(&|c| c["exp"] = json!(now - 10))),
+            200,
+        ),
+        ("not yet valid", Some(with(&|c| c["nbf"] = json!(now + 300))), 401),
+        (
+            "no exp",
+            Some(with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            })),
+            401,
+        ),
+        ("wrong issuer", Some(with(&|c| c["iss"] = json!("evil"))), 401),
+        ("wrong audience", Some(with(&|c| c["aud"] = json!("billing"))), 401),
+        ("wrong role", Some(with(&|c| c["roles"] = json!(["ROLE_SYSTEM"]))), 403),
+        (
+            "no role",
+            Some(with(&|c| {
+                c.as_object_mut().unwrap().remove("roles");
+            })),
+            403,
+        ),
+        ("right role", Some(sign(&good())), 200),
+        (
+            "ADMIN without prefix",
+            Some(with(&|c| c["roles"] = json!(["ADMIN"]))),
+            200,
+        ),
+        (
+            "Spring authorities",
+            Some(with(&|c| {
+                c.as_object_mut().unwrap().remove("roles");
+                c["authorities"] = json!([{"authority": "ROLE_ADMIN"}]);
+            })),
+            200,
+        ),
+        (
+            "scope",
+            Some(with(&|c| {
+                c.as_object_mut().unwrap().remove("roles");
+                c["scope"] = json!("read admin");
+            })),
+            200,
+        ),
+    ];
+    for (name, bearer, status) in cases {
+        let reply = post(&app, "/api/inventory/add", bearer.as_deref(), &body).await;
+        assert_eq!(reply.status.as_u16(), status, "{name}: {:?}", reply.body);
+        if status == 401 {
+            assert_eq!(
+                reply.headers.get("www-authenticate").map(|v| v.to_str().unwrap()),
+                Some("Bearer"),
+                "{name}"
+            );
+            assert_problem(&reply, 401, "UNAUTHORIZED");
+        }
+    }
+    let trail = call(
+        &app,
+        Method::GET,
+        "/api/inventory/p/adjustments",
+        Some(&sign(&good())),
+        None,
+    )
+    .await;
+    assert_eq!(
+        trail.body["items"][0]["actor"], "alice",
+        "the actor is the token's subject"
+    );
+    // The public read needs no token.
+    assert_eq!(
+        call(&app, Method::GET, "/api/inventory/p", None, None).await.status,
+        StatusCode::OK
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_protected_routes_fail_closed() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(
+        &db,
+        AppOptions {
+            jwt: false,
+            ..no_kafka()
+        },
+    )
+    .await;
+    let reply = post(
+        &app,
+        "/api/inventory/add",
+        Some(&token(&["ROLE_ADMIN"])),
+        &json!({"productId": "p", "quantity": 1}),
+    )
+    .await;
+    assert_problem(&reply, 401, "UNAUTHORIZED");
+    assert_eq!(
+        call(&app, Method::GET, "/api/inventory/p", None, None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_parallel_adds_sum_exactly() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(
+        &db,
+        AppOptions {
+            pool_max: 16,
+            ..no_kafka()
+        },
+    )
+    .await;
+    let admin = token(&["ROLE_ADMIN"]);
+    let url = app.url("/api/inventory/add");
+    let http = client();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (http, url, admin) = (http.clone(), url.clone(), admin.clone());
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(admin)
+                    .json(&json!({"productId": "hot", "quantity": 1}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let reply = call(&app, Method::GET, "/api/inventory/hot", None, None).await;
+    assert_eq!(reply.body["quantity"], 200);
+    assert_eq!(reply.body["version"], 199);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_racing_reservations_never_drives_available_below_zero() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    post(
+        &app,
+        "/api/inventory/add",
+        Some(&admin),
+        &json!({"productId": "p", "quantity": 100}),
+    )
+    .await;
+    let product = inventory_domain::ProductId::parse("p").unwrap();
+    let service = app.service.clone();
+    let reservations = tokio::spawn(async move {
+        for i in 0..60 {
+            let event = inventory_domain::IncomingEvent {
+                meta: inventory_domain::EventMeta {
+                    event_id: uuid::Uuid::new_v4(),
+                    correlation_id: None,
+                },
+                command: inventory_domain::OrderCommand::Reserve {
+                    order_id: inventory_domain::OrderId::parse(format!("o-{i}")).unwrap(),
+                    lines: inventory_domain::OrderLines::new(vec![inventory_domain::OrderLine {
+                        product_id: inventory_domain::ProductId::parse("p").unwrap(),
+                        quantity: inventory_domain::Quantity::new(1).unwrap(),
+                    }])
+                    .unwrap(),
+                },
+            };
+            service.handle_events(&[event]).await.unwrap();
+        }
+    });
+    let mut statuses = Vec::new();
+    for count in (0..60).rev() {
+        let body = json!({"productId": "p", "quantity": count, "reason": "CYCLE_COUNT"});
+        let reply = post(&app, "/api/inventory/audit", Some(&admin), &body).await;
+        statuses.push(reply.status.as_u16());
+        if reply.status == StatusCode::CONFLICT {
+            assert_eq!(reply.body["code"], "INSUFFICIENT_STOCK_FOR_AUDIT");
+        }
+        let s = app.service.get_stock(&product).await.unwrap().unwrap();
+        assert!(s.reserved() <= s.quantity(), "available went negative: {s:?}");
+    }
+    reservations.await.unwrap();
+    assert!(statuses.contains(&409), "some counts must fall below what is reserved");
+    let s = app.service.get_stock(&product).await.unwrap().unwrap();
+    assert!(s.reserved() <= s.quantity());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_never_give_a_server_error() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"{}".to_vec(),
+        b"\xff\xfe".to_vec(),
+        b"{\"productId\":null,\"quantity\":null}".to_vec(),
+        b"{\"productId\":\"p\",\"quantity\":1e309}".to_vec(),
+        b"{\"productId\":\"p\",\"quantity\":99999999999999999999}".to_vec(),
+        b"{\"productId\":\"p\",\"quantity\":-9223372036854775808}".to_vec(),
+        b"{\"productId\":\"\\u0000\",\"quantity\":1}".to_vec(),
+        b"{\"productId\":\"p\",\"quantity\":1,\"reason\":\"OTHER\",\"expectedVersion\":\"x\"}".to_vec(),
+        b"[\"a\",1,null]".to_vec(),
+        format!("[{}]", "[".repeat(200)).into_bytes(),
+        b"{\"productId\":\"p\",\"quantity\":1}{}".to_vec(),
+        "{\"productId\":\"ü\u{1F600}\",\"quantity\":1}".as_bytes().to_vec(),
+    ];
+    for path in ["/api/inventory/add", "/api/inventory/audit", "/api/inventory/check"] {
+        for body in &bodies {
+            let reply = call(&app, Method::POST, path, Some(&admin), Some(body.clone())).await;
+            assert!(
+                reply.status.as_u16() < 500,
+                "{path} {:?} gave {}",
+                String::from_utf8_lossy(body),
+                reply.status
+            );
+            if !reply.status.is_success() {
+                assert_eq!(
+                    reply.content_type,
+                    "application/problem+json",
+                    "{path} {:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+    }
+    for path in [
+        "/api/inventory/%00",
+        "/api/inventory/%20x",
+        "/api/inventory/a%2Fb",
+        "/api/inventory/%F0%9F%98%80",
+    ] {
+        let reply = call(&app, Method::GET, path, None, None).await;
+        assert!(reply.status.as_u16() < 500, "{path}: {}", reply.status);
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_health_and_metrics() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let http = client();
+    let reply = http
+        .get(app.url("/health/live"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.headers()["x-request-id"], "abc-123");
+    let reply = http.get(app.url("/api/inventory/none")).send().await.unwrap();
+    let generated = reply.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let ready = call(&app, Method::GET, "/health/ready", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["checks"]["database"], "UP");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains(r#"route="/api/inventory/{productId}""#), "{metrics}");
+    assert!(metrics.contains("http_request_duration_seconds_bucket"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_is_503_with_retry_after() {
+    let db = TestDb::new().await;
+    let mut settings = inventory_tests::app::settings(&db, &inventory_tests::kafka::Topics::new(), &no_kafka());
+    settings.database.database_url = "postgres://postgres@127.0.0.1:1/none".into();
+    settings.database.db_pool_acquire_timeout_ms = 300;
+    let app = inventory_app::Application::build(settings).await.unwrap();
+    let url = format!("http://{}", app.http_addr());
+    let stop = app.shutdown_token();
+    let task = tokio::spawn(app.run());
+    let reply = client().get(format!("{url}/api/inventory/p")).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.headers().contains_key("retry-after"));
+    assert_eq!(reply.headers()["content-type"], "application/problem+json");
+    let ready = client().get(format!("{url}/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    stop.cancel();
+    let _ = task.await;
+}
