@@ -648,3 +648,65 @@ async fn database_down_is_503_with_retry_after() {
     stop.cancel();
     let _ = task.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_replays_the_first_result() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    let http = client();
+    let add = |key: &'static str, body: Value| {
+        let (http, url, admin) = (http.clone(), app.url("/api/inventory/add"), admin.clone());
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(admin)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = add("k-1", json!({"productId": "p", "quantity": 5})).await;
+    assert_eq!(status, StatusCode::OK);
+    // Same key, same body (other key order): the first result, nothing changed again.
+    let (status, again) = add("k-1", json!({"quantity": 5, "productId": "p"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, first);
+    let (status, problem) = add("k-1", json!({"productId": "p", "quantity": 6})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["code"], "IDEMPOTENCY_KEY_REUSED");
+
+    // Twenty concurrent retries of one new key apply once.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(add("k-2", json!({"productId": "p", "quantity": 1}))))
+        .collect();
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        bodies.push(body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every retry sees the first result"
+    );
+    let now = call(&app, Method::GET, "/api/inventory/p", None, None).await;
+    assert_eq!(now.body["quantity"], 6, "5 + 1, applied once");
+    let trail = call(&app, Method::GET, "/api/inventory/p/adjustments", Some(&admin), None).await;
+    assert_eq!(trail.body["items"].as_array().unwrap().len(), 2);
+
+    let bad = client()
+        .post(app.url("/api/inventory/add"))
+        .bearer_auth(&admin)
+        .header("idempotency-key", "has space")
+        .json(&json!({"productId": "p", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}

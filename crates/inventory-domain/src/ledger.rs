@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -119,11 +119,14 @@ pub struct Ledger {
     processed: Vec<ProcessedEvent>,
     outbox: Vec<OutboxEvent>,
     adjustments: Vec<Adjustment>,
+    idempotency: Option<crate::ports::IdempotencyRecord>,
 }
 
 impl Ledger {
     /// Starts a unit of work from what the store held.
     pub fn new(snapshot: Snapshot, now: DateTime<Utc>, hold_ttl: Duration) -> Self {
+        // Stores keep microseconds; the answer to a change must equal a later read.
+        let now = now.trunc_subsecs(6);
         Self {
             now,
             hold_ttl,
@@ -141,7 +144,13 @@ impl Ledger {
             processed: Vec::new(),
             outbox: Vec::new(),
             adjustments: Vec::new(),
+            idempotency: snapshot.idempotency,
         }
+    }
+
+    /// The stored first result of the idempotency key that was loaded, if any.
+    pub fn idempotency_record(&self) -> Option<&crate::ports::IdempotencyRecord> {
+        self.idempotency.as_ref()
     }
 
     /// Stock of a product as the unit of work sees it now.
@@ -458,6 +467,7 @@ impl Ledger {
             processed_events: self.processed,
             outbox: self.outbox,
             adjustments: self.adjustments,
+            idempotency: None,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct LoadRequest {
     pub orders: Vec<OrderId>,
     /// Consumed event ids to check against the processed-event record.
     pub events: Vec<Uuid>,
+    /// Idempotency key of a manual change, to look up its first result.
+    pub idempotency_key: Option<String>,
 }
 
 /// What the store held when a unit of work began.
@@ -47,6 +49,27 @@ pub struct Snapshot {
     pub reservations: Vec<Reservation>,
     /// Event ids among those asked for that were already processed.
     pub processed_events: Vec<Uuid>,
+    /// The stored result of the idempotency key asked for, if it was used.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// A client's idempotency key for a manual change, and what identifies the
+/// request it was first used with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    /// The client's key (1 to 255 printable characters).
+    pub key: String,
+    /// The request in a canonical form; a reuse with another one is refused.
+    pub fingerprint: String,
+}
+
+/// The first result of an idempotent manual change, replayed on a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The key and request.
+    pub request: IdempotentRequest,
+    /// The record as the change left it.
+    pub result: Inventory,
 }
 
 /// A stock row to write: inserted when `expected_version` is `None`, else
@@ -120,6 +143,8 @@ pub struct ChangeSet {
     pub outbox: Vec<OutboxEvent>,
     /// Audit trail rows.
     pub adjustments: Vec<Adjustment>,
+    /// Result of an idempotent change, stored under its key (unique).
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 impl ChangeSet {
@@ -130,6 +155,7 @@ impl ChangeSet {
             && self.processed_events.is_empty()
             && self.outbox.is_empty()
             && self.adjustments.is_empty()
+            && self.idempotency.is_none()
     }
 }
 
@@ -234,6 +260,7 @@ pub trait OutboxStore: Send + Sync {
     /// Unpublished events and the age of the oldest.
     async fn backlog(&self) -> Result<OutboxBacklog, RepoError>;
 
-    /// Deletes published outbox rows and processed-event rows older than `before`.
+    /// Deletes published outbox rows, processed-event rows and idempotency
+    /// keys older than `before`.
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
 }

@@ -11,7 +11,9 @@ use thiserror::Error;
 use crate::events::IncomingEvent;
 use crate::inventory::{Inventory, StockError};
 use crate::ledger::{AdjustError, Inconsistency, Ledger, Outcome};
-use crate::ports::{AdjustmentRecord, Clock, InventoryRepository, LoadRequest, RepoError};
+use crate::ports::{
+    AdjustmentRecord, Clock, IdempotencyRecord, IdempotentRequest, InventoryRepository, LoadRequest, RepoError,
+};
 use crate::values::{Actor, AdjustmentReason, ProductId, Quantity, StockCount};
 
 /// How conflicts are retried and how long holds last.
@@ -87,6 +89,9 @@ pub enum ServiceError {
     /// Stored data the rules cannot work from.
     #[error(transparent)]
     Inconsistent(#[from] Inconsistency),
+    /// The idempotency key was first used with another request.
+    #[error("idempotency key {0} was used with a different request")]
+    IdempotencyKeyReused(String),
     /// The store could not be reached.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -181,13 +186,22 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         amount: Quantity,
         actor: &Actor,
     ) -> Result<Inventory, ServiceError> {
-        let request = LoadRequest {
-            products: vec![product.clone()],
-            ..LoadRequest::default()
-        };
-        self.execute(&request, |ledger| Ok(ledger.add_stock(product, amount, actor)?))
-            .await
-            .and_then(|(_, changes)| written(changes, product))
+        self.add_stock_once(product, amount, actor, None).await
+    }
+
+    /// [`Self::add_stock`] under an idempotency key: a retry of the same
+    /// request returns the first result and changes nothing.
+    pub async fn add_stock_once(
+        &self,
+        product: &ProductId,
+        amount: Quantity,
+        actor: &Actor,
+        idempotency: Option<&IdempotentRequest>,
+    ) -> Result<Inventory, ServiceError> {
+        self.manual_change(product, idempotency, |ledger| {
+            Ok(ledger.add_stock(product, amount, actor)?)
+        })
+        .await
     }
 
     /// Sets the physical count; refused below what is reserved, or when
@@ -200,17 +214,65 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         actor: &Actor,
         expected_version: Option<i64>,
     ) -> Result<Inventory, ServiceError> {
-        let request = LoadRequest {
-            products: vec![product.clone()],
-            ..LoadRequest::default()
-        };
-        self.execute(&request, |ledger| {
+        self.audit_stock_once(product, count, reason, actor, expected_version, None)
+            .await
+    }
+
+    /// [`Self::audit_stock`] under an idempotency key.
+    pub async fn audit_stock_once(
+        &self,
+        product: &ProductId,
+        count: StockCount,
+        reason: AdjustmentReason,
+        actor: &Actor,
+        expected_version: Option<i64>,
+        idempotency: Option<&IdempotentRequest>,
+    ) -> Result<Inventory, ServiceError> {
+        self.manual_change(product, idempotency, |ledger| {
             Ok(ledger.audit_stock(product, count, reason, actor, expected_version)?)
         })
         .await
-        .and_then(|(_, changes)| written(changes, product))
     }
 
+    async fn manual_change(
+        &self,
+        product: &ProductId,
+        idempotency: Option<&IdempotentRequest>,
+        change: impl Fn(&mut Ledger) -> Result<(), ServiceError>,
+    ) -> Result<Inventory, ServiceError> {
+        let request = LoadRequest {
+            products: vec![product.clone()],
+            idempotency_key: idempotency.map(|i| i.key.clone()),
+            ..LoadRequest::default()
+        };
+        let (replayed, changes) = self
+            .execute_then(
+                &request,
+                |ledger| {
+                    if let Some(stored) = ledger.idempotency_record() {
+                        return match idempotency {
+                            Some(i) if stored.request.fingerprint == i.fingerprint => Ok(Some(stored.result.clone())),
+                            _ => Err(ServiceError::IdempotencyKeyReused(stored.request.key.clone())),
+                        };
+                    }
+                    change(ledger).map(|()| None)
+                },
+                |changes| {
+                    if let Some(i) = idempotency {
+                        let result = changes.stock.iter().find(|w| w.inventory.product_id() == product);
+                        changes.idempotency = result.map(|w| IdempotencyRecord {
+                            request: i.clone(),
+                            result: w.inventory.clone(),
+                        });
+                    }
+                },
+            )
+            .await?;
+        match replayed {
+            Some(first) => Ok(first),
+            None => written(changes, product),
+        }
+    }
     /// A product's audit trail, newest first.
     pub async fn adjustments(
         &self,
@@ -273,7 +335,17 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
     async fn execute<T>(
         &self,
         request: &LoadRequest,
+        work: impl FnMut(&mut Ledger) -> Result<T, ServiceError>,
+    ) -> Result<(T, crate::ports::ChangeSet), ServiceError> {
+        self.execute_then(request, work, |_| {}).await
+    }
+
+    /// Load, apply `work`, let `finish` complete the change set, save; retry on conflict.
+    async fn execute_then<T>(
+        &self,
+        request: &LoadRequest,
         mut work: impl FnMut(&mut Ledger) -> Result<T, ServiceError>,
+        finish: impl Fn(&mut crate::ports::ChangeSet),
     ) -> Result<(T, crate::ports::ChangeSet), ServiceError> {
         let ttl = chrono::Duration::from_std(self.config.hold_ttl).unwrap_or(chrono::Duration::minutes(30));
         let mut attempt = 1;
@@ -281,7 +353,8 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
             let snapshot = self.repo.load(request).await?;
             let mut ledger = Ledger::new(snapshot, self.clock.now(), ttl);
             let result = work(&mut ledger)?;
-            let changes = ledger.into_changes();
+            let mut changes = ledger.into_changes();
+            finish(&mut changes);
             if changes.is_empty() {
                 return Ok((result, changes));
             }

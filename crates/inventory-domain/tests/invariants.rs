@@ -47,6 +47,7 @@ impl Store {
             stock: self.stock.values().cloned().collect(),
             reservations: self.reservations.values().cloned().collect(),
             processed_events: self.processed.clone(),
+            idempotency: None,
         }
     }
 

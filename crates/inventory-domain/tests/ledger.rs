@@ -185,6 +185,7 @@ fn expiry_releases_only_active_expired_holds() {
         stock: vec![changes.stock[0].inventory.clone()],
         reservations: vec![held],
         processed_events: vec![],
+        idempotency: None,
     };
     let mut early = Ledger::new(snapshot.clone(), t0 + Duration::minutes(29), Duration::minutes(30));
     assert_eq!(early.expire(&oid("o")).unwrap(), Outcome::NoChange);

@@ -333,3 +333,85 @@ async fn availability_is_zero_for_unknown_products_and_reads_once() {
     assert_eq!(map.get(&pid("z")), Some(&0));
     assert_eq!(map.len(), 2);
 }
+
+fn keyed(key: &str, fingerprint: &str) -> IdempotentRequest {
+    IdempotentRequest {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    }
+}
+
+#[tokio::test]
+async fn first_use_of_an_idempotency_key_stores_the_result() {
+    let saved = Arc::new(Mutex::new(None));
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load()
+        .withf(|r| r.idempotency_key.as_deref() == Some("k-1"))
+        .returning(|_| {
+            Ok(Snapshot {
+                stock: vec![stock("p", 4, 0, 2)],
+                ..Snapshot::default()
+            })
+        });
+    let sink = Arc::clone(&saved);
+    repo.expect_save().times(1).returning(move |c| {
+        *sink.lock().unwrap() = Some(c.clone());
+        Ok(())
+    });
+    let inv = service(repo, 3)
+        .add_stock_once(
+            &pid("p"),
+            Quantity::new(1).unwrap(),
+            &Actor("a".into()),
+            Some(&keyed("k-1", "add p 1")),
+        )
+        .await
+        .unwrap();
+    let changes = saved.lock().unwrap().take().unwrap();
+    let record = changes.idempotency.expect("the result is stored under the key");
+    assert_eq!(record.request, keyed("k-1", "add p 1"));
+    assert_eq!(record.result, inv);
+    assert_eq!((inv.quantity(), inv.version()), (5, 3));
+}
+
+#[tokio::test]
+async fn a_replayed_idempotency_key_returns_the_first_result_and_saves_nothing() {
+    let first = stock("p", 5, 0, 3);
+    let stored = first.clone();
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(move |_| {
+        Ok(Snapshot {
+            stock: vec![stock("p", 9, 0, 7)],
+            idempotency: Some(IdempotencyRecord {
+                request: keyed("k-1", "add p 1"),
+                result: stored.clone(),
+            }),
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().never();
+    let svc = service(repo, 3);
+    let again = svc
+        .add_stock_once(
+            &pid("p"),
+            Quantity::new(1).unwrap(),
+            &Actor("a".into()),
+            Some(&keyed("k-1", "add p 1")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let reused = svc
+        .add_stock_once(
+            &pid("p"),
+            Quantity::new(2).unwrap(),
+            &Actor("a".into()),
+            Some(&keyed("k-1", "add p 2")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(reused, ServiceError::IdempotencyKeyReused(ref k) if k == "k-1"),
+        "{reused:?}"
+    );
+}

@@ -7,12 +7,13 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use inventory_domain::{
-    Actor, AdjustmentReason, AdjustmentRecord, Clock, Inventory, InventoryRepository, ProductId, Quantity, StockCount,
+    Actor, AdjustmentReason, AdjustmentRecord, Clock, IdempotentRequest, Inventory, InventoryRepository, ProductId,
+    Quantity, StockCount,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::ApiState;
-use crate::auth::authorize;
+use crate::auth::{Principal, authorize};
 use crate::body::{MAX_BODY_BYTES, parse};
 use crate::problem::ApiError;
 
@@ -134,18 +135,45 @@ pub(crate) async fn get_stock<R: InventoryRepository, C: Clock>(
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
 
+/// The request's `Idempotency-Key`, bound to who sent what where.
+fn idempotency(
+    request: &HttpRequest,
+    principal: &Principal,
+    body: &Bytes,
+) -> Result<Option<IdempotentRequest>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?;
+    // Canonical JSON: the same body with other spacing or key order is the same request.
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let fingerprint = format!("{} {} {canonical}", principal.subject, request.path());
+    Ok(Some(IdempotentRequest {
+        key: key.to_owned(),
+        fingerprint,
+    }))
+}
+
 pub(crate) async fn add_stock<R: InventoryRepository, C: Clock>(
     state: web::Data<ApiState<R, C>>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let principal = authorize(&state.auth, &request, &["ADMIN"])?;
-    let body: AddRequest = parse(&read_body(payload).await?)?;
+    let raw = read_body(payload).await?;
+    let body: AddRequest = parse(&raw)?;
+    let once = idempotency(&request, &principal, &raw)?;
     let product = product_id("productId", body.product_id)?;
     let amount = Quantity::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     let stock = state
         .service
-        .add_stock(&product, amount, &Actor(principal.subject))
+        .add_stock_once(&product, amount, &Actor(principal.subject), once.as_ref())
         .await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
@@ -156,7 +184,9 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let principal = authorize(&state.auth, &request, &["ADMIN"])?;
-    let body: AuditRequest = parse(&read_body(payload).await?)?;
+    let raw = read_body(payload).await?;
+    let body: AuditRequest = parse(&raw)?;
+    let once = idempotency(&request, &principal, &raw)?;
     let product = product_id("productId", body.product_id)?;
     let count = StockCount::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     let reason = AdjustmentReason::parse(&body.reason)
@@ -169,12 +199,13 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
         })?;
     let stock = state
         .service
-        .audit_stock(
+        .audit_stock_once(
             &product,
             count,
             reason,
             &Actor(principal.subject),
             body.expected_version,
+            once.as_ref(),
         )
         .await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))

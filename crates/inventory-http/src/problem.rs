@@ -196,6 +196,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Stock(other) => Self::StockLimit(other.to_string()),
             ServiceError::VersionMismatch { expected, actual } => Self::VersionMismatch { expected, actual },
             ServiceError::Contention { .. } => Self::Contention,
+            ServiceError::IdempotencyKeyReused(key) => Self::IdempotencyKeyReused(key),
             ServiceError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 Self::Unavailable

@@ -123,6 +123,11 @@ impl OutboxStore for PgRepository {
             .execute(&mut *conn)
             .await
             .map_err(db_error)?;
-        Ok((outbox + processed) as u64)
+        let keys = diesel::sql_query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind::<Timestamptz, _>(before)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok((outbox + processed + keys) as u64)
     }
 }

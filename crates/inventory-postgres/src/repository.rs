@@ -15,8 +15,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use inventory_domain::{
-    Actor, Adjustment, AdjustmentReason, AdjustmentRecord, ChangeSet, Inventory, InventoryRepository, LoadRequest,
-    OrderId, ProductId, RepoError, Snapshot,
+    Actor, Adjustment, AdjustmentReason, AdjustmentRecord, ChangeSet, IdempotencyRecord, IdempotentRequest, Inventory,
+    InventoryRepository, LoadRequest, OrderId, ProductId, RepoError, Snapshot,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -24,7 +24,9 @@ use uuid::Uuid;
 use crate::errors::{TxError, db_error, pool_error};
 use crate::pool::{PgPool, PoolConfig};
 use crate::rows::{LineRow, ReservationRow, StockRow, status_to_row};
-use crate::schema::{inventory, processed_events, reservation_lines, reservations, stock_adjustments};
+use crate::schema::{
+    idempotency_keys, inventory, processed_events, reservation_lines, reservations, stock_adjustments,
+};
 
 /// PostgreSQL implementation of the domain's store ports.
 #[derive(Clone)]
@@ -48,6 +50,49 @@ impl PgRepository {
     /// Notified after every commit that added outbox rows.
     pub fn outbox_notifier(&self) -> Arc<Notify> {
         Arc::clone(&self.outbox_written)
+    }
+
+    async fn idempotency_record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, RepoError> {
+        type Row = (String, Uuid, String, i32, i32, i64, DateTime<Utc>);
+        let row: Option<Row> = idempotency_keys::table
+            .filter(idempotency_keys::idempotency_key.eq(key))
+            .select((
+                idempotency_keys::fingerprint,
+                idempotency_keys::inventory_id,
+                idempotency_keys::product_id,
+                idempotency_keys::quantity,
+                idempotency_keys::reserved,
+                idempotency_keys::version,
+                idempotency_keys::updated_at,
+            ))
+            .first(conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        let Some((fingerprint, id, product_id, quantity, reserved, version, updated_at)) = row else {
+            return Ok(None);
+        };
+        let result = StockRow {
+            id,
+            product_id,
+            quantity,
+            reserved,
+            version,
+            updated_at,
+        }
+        .into_domain()
+        .map_err(RepoError::Failure)?;
+        Ok(Some(IdempotencyRecord {
+            request: IdempotentRequest {
+                key: key.to_owned(),
+                fingerprint,
+            },
+            result,
+        }))
     }
 
     /// The pool, for its state (metrics).
@@ -162,10 +207,15 @@ impl InventoryRepository for PgRepository {
             .into_iter()
             .map(|r| r.into_domain().map_err(RepoError::Failure))
             .collect::<Result<Vec<_>, _>>()?;
+        let idempotency = match &request.idempotency_key {
+            None => None,
+            Some(key) => self.idempotency_record(&mut conn, key).await?,
+        };
         Ok(Snapshot {
             stock,
             reservations,
             processed_events: processed,
+            idempotency,
         })
     }
 
@@ -252,6 +302,23 @@ async fn write_changes(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Res
     write_processed(conn, changes).await?;
     write_outbox(conn, changes).await?;
     write_adjustments(conn, changes).await?;
+    if let Some(record) = &changes.idempotency {
+        let inv = &record.result;
+        // A key already stored is a unique violation: a conflict, retried, then replayed.
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::idempotency_key.eq(&record.request.key),
+                idempotency_keys::fingerprint.eq(&record.request.fingerprint),
+                idempotency_keys::inventory_id.eq(inv.id()),
+                idempotency_keys::product_id.eq(inv.product_id().as_str()),
+                idempotency_keys::quantity.eq(to_i32(inv.quantity())?),
+                idempotency_keys::reserved.eq(to_i32(inv.reserved())?),
+                idempotency_keys::version.eq(inv.version()),
+                idempotency_keys::updated_at.eq(inv.updated_at()),
+            ))
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 

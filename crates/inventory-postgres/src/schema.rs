@@ -66,4 +66,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    idempotency_keys (idempotency_key) {
+        idempotency_key -> Varchar,
+        fingerprint -> Text,
+        inventory_id -> Uuid,
+        product_id -> Varchar,
+        quantity -> Int4,
+        reserved -> Int4,
+        version -> Int8,
+        updated_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(inventory, reservations, reservation_lines);
