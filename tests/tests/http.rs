@@ -710,3 +710,75 @@ async fn idempotency_key_replays_the_first_result() {
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_route_is_in_the_openapi_document() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let doc = call(&app, Method::GET, "/api-docs/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    assert_eq!(doc.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    for schema in ["StockView", "AddRequest", "AuditRequest", "AdjustmentPage", "Problem"] {
+        assert!(
+            doc.body["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    let paths = doc.body["paths"].as_object().unwrap();
+    assert_eq!(
+        paths.len(),
+        inventory_http::API.len(),
+        "one document path per served route"
+    );
+    let admin = token(&["ROLE_ADMIN"]);
+    for route in inventory_http::API {
+        let operation = &paths[route.path][route.method.to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{} {} is not documented",
+            route.method,
+            route.path
+        );
+        assert!(
+            operation["responses"]["200"].is_object(),
+            "{} {}",
+            route.method,
+            route.path
+        );
+        for status in route.errors {
+            assert!(
+                operation["responses"][status.to_string()].is_object(),
+                "{} {} {status}",
+                route.method,
+                route.path
+            );
+        }
+        if !route.roles.is_empty() {
+            assert!(
+                operation["security"].is_array(),
+                "{} {} must name its bearer roles",
+                route.method,
+                route.path
+            );
+        }
+        // The route is served: the answer is never the fallback for unknown routes or methods.
+        let path = route.path.replace("{productId}", "some-product");
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        let body = (route.method == "POST").then(|| b"{}".to_vec());
+        let reply = call(&app, method, &path, Some(&admin), body).await;
+        assert_ne!(
+            reply.body["code"], "NOT_FOUND",
+            "{} {} is not served",
+            route.method, route.path
+        );
+        assert_ne!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {} is not served",
+            route.method,
+            route.path
+        );
+    }
+    app.stop().await;
+}

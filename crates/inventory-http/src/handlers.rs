@@ -21,7 +21,7 @@ use crate::problem::ApiError;
 pub const MAX_CHECK_IDS: usize = 1_000;
 
 /// A product's stock as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockView {
     /// Product.
@@ -51,25 +51,38 @@ impl From<&Inventory> for StockView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Units received for a product.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AddRequest {
+pub(crate) struct AddRequest {
+    /// 1 to 64 printable characters.
+    #[schema(min_length = 1, max_length = 64)]
     product_id: String,
+    /// 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// A counted physical stock level.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AuditRequest {
+pub(crate) struct AuditRequest {
+    #[schema(min_length = 1, max_length = 64)]
     product_id: String,
+    /// The count, 0 or more; refused below what is reserved.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     quantity: i64,
+    /// CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION or OTHER.
+    #[schema(pattern = "^(CYCLE_COUNT|DAMAGED|SHRINKAGE|RECEIVED|CORRECTION|OTHER)$")]
     reason: String,
+    /// The version the count was taken against; 409 when it moved on.
     expected_version: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// One manual change of a count.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AdjustmentView {
+pub(crate) struct AdjustmentView {
     id: i64,
     product_id: String,
     old_quantity: u32,
@@ -96,9 +109,10 @@ impl From<&AdjustmentRecord> for AdjustmentView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the audit trail.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AdjustmentPage {
+pub(crate) struct AdjustmentPage {
     items: Vec<AdjustmentView>,
     /// Pass as `before` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body;
 mod handlers;
+pub mod openapi;
 mod ops;
 pub mod problem;
 
@@ -17,6 +18,7 @@ use inventory_domain::{Clock, InventoryRepository, InventoryService};
 
 pub use auth::{AuthConfig, Principal};
 pub use handlers::{MAX_CHECK_IDS, StockView};
+pub use openapi::{API, Route};
 pub use ops::{Readiness, RenderMetrics};
 pub use problem::ApiError;
 
@@ -32,49 +34,27 @@ pub struct ApiState<R, C> {
     pub metrics: RenderMetrics,
 }
 
-/// Every route, for the app and for the OpenAPI check.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/inventory/{productId}"),
-    ("GET", "/api/inventory/{productId}/adjustments"),
-    ("POST", "/api/inventory/add"),
-    ("POST", "/api/inventory/audit"),
-    ("POST", "/api/inventory/check"),
-    ("GET", "/health/live"),
-    ("GET", "/health/ready"),
-    ("GET", "/metrics"),
-];
-
-/// Registers the routes.
+/// Registers every route of [`openapi::API`], in its order, and nothing else.
 pub fn routes<R: InventoryRepository + 'static, C: Clock + 'static>(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(ops::method_not_allowed);
-    cfg.service(
-        web::resource("/api/inventory/add")
-            .route(web::post().to(handlers::add_stock::<R, C>))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/api/inventory/audit")
-            .route(web::post().to(handlers::audit_stock::<R, C>))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/api/inventory/check")
-            .route(web::post().to(handlers::check_availability::<R, C>))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/api/inventory/{productId}/adjustments")
-            .route(web::get().to(handlers::adjustments::<R, C>))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/api/inventory/{productId}")
-            .route(web::get().to(handlers::get_stock::<R, C>))
-            .default_service(not_allowed()),
-    )
-    .service(web::resource("/health/live").route(web::get().to(ops::live)))
-    .service(web::resource("/health/ready").route(web::get().to(ops::ready::<R, C>)))
-    .service(web::resource("/metrics").route(web::get().to(ops::metrics::<R, C>)));
+    for route in openapi::API {
+        let handler = match (route.method, route.path) {
+            ("POST", "/api/inventory/add") => web::post().to(handlers::add_stock::<R, C>),
+            ("POST", "/api/inventory/audit") => web::post().to(handlers::audit_stock::<R, C>),
+            ("POST", "/api/inventory/check") => web::post().to(handlers::check_availability::<R, C>),
+            ("GET", "/api/inventory/{productId}/adjustments") => web::get().to(handlers::adjustments::<R, C>),
+            ("GET", "/api/inventory/{productId}") => web::get().to(handlers::get_stock::<R, C>),
+            ("GET", "/health/live") => web::get().to(ops::live),
+            ("GET", "/health/ready") => web::get().to(ops::ready::<R, C>),
+            ("GET", "/metrics") => web::get().to(ops::metrics::<R, C>),
+            ("GET", "/api-docs/openapi.json") => web::get().to(ops::openapi),
+            (method, path) => panic!("the API table lists {method} {path}, which has no handler"),
+        };
+        cfg.service(
+            web::resource(route.path)
+                .route(handler)
+                .default_service(web::to(ops::method_not_allowed)),
+        );
+    }
 }
 
 /// Builds the server on a bound listener; signals are the caller's to handle.

@@ -96,3 +96,9 @@ pub(crate) async fn not_found() -> HttpResponse {
 pub(crate) async fn method_not_allowed() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
 }
+
+pub(crate) async fn openapi() -> HttpResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| crate::openapi::document().to_pretty_json().unwrap_or_default());
+    HttpResponse::Ok().content_type("application/json").body(body.as_str())
+}

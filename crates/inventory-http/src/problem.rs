@@ -8,12 +8,27 @@ use inventory_domain::{ServiceError, StockError};
 use serde::Serialize;
 
 /// An offending field and what is wrong with it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON path of the field (`quantity`, `[3]`, `productId`).
     pub field: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// RFC 9457 problem details, as every error is answered (documentation shape).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProblemDoc {
+    /// A URI reference naming the kind of problem.
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Stable machine code, e.g. PRODUCT_NOT_FOUND, VALIDATION_FAILED.
+    code: String,
+    /// The offending fields, for VALIDATION_FAILED.
+    errors: Option<Vec<FieldError>>,
 }
 
 /// An API error.

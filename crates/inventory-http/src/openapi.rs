@@ -1,0 +1,295 @@
+//! The API table: the one list every route is registered from and the
+//! OpenAPI 3.1 document is generated from, so neither can miss a route.
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
+    Required, ResponseBuilder, Type,
+};
+
+use crate::handlers::{AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, StockView};
+use crate::problem::{FieldError, ProblemDoc};
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path pattern.
+    pub path: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// Roles of which the caller needs one; empty = public.
+    pub roles: &'static [&'static str],
+    /// Request body schema (a component name, or `ids` for the id list).
+    pub body: Option<&'static str>,
+    /// Success schema (a component name, `availability`, or `status`).
+    pub ok: &'static str,
+    /// Error statuses it can answer.
+    pub errors: &'static [u16],
+    /// Query parameters.
+    pub query: &'static [(&'static str, &'static str)],
+}
+
+/// Every route, literal paths before parameterised ones (registration order).
+pub const API: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/api/inventory/add",
+        summary: "Add received units; creates the record for a new product. Honours Idempotency-Key.",
+        roles: &["ADMIN"],
+        body: Some("AddRequest"),
+        ok: "StockView",
+        errors: &[400, 401, 403, 409, 413, 422, 503],
+        query: &[],
+    },
+    Route {
+        method: "POST",
+        path: "/api/inventory/audit",
+        summary: "Set the counted physical stock, with a reason. Honours Idempotency-Key.",
+        roles: &["ADMIN"],
+        body: Some("AuditRequest"),
+        ok: "StockView",
+        errors: &[400, 401, 403, 404, 409, 413, 422, 503],
+        query: &[],
+    },
+    Route {
+        method: "POST",
+        path: "/api/inventory/check",
+        summary: "Units available per product id (0 for unknown ids), 1 to 1,000 ids.",
+        roles: &["SYSTEM", "ADMIN"],
+        body: Some("ids"),
+        ok: "availability",
+        errors: &[400, 401, 403, 413, 422, 503],
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/api/inventory/{productId}/adjustments",
+        summary: "The product's audit trail, newest first.",
+        roles: &["ADMIN"],
+        body: None,
+        ok: "AdjustmentPage",
+        errors: &[401, 403, 404, 422, 503],
+        query: &[("limit", "1 to 500, default 50"), ("before", "an id from nextBefore")],
+    },
+    Route {
+        method: "GET",
+        path: "/api/inventory/{productId}",
+        summary: "Stock of one product.",
+        roles: &[],
+        body: None,
+        ok: "StockView",
+        errors: &[404, 422, 503],
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/health/live",
+        summary: "The process is up.",
+        roles: &[],
+        body: None,
+        ok: "status",
+        errors: &[],
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/health/ready",
+        summary: "PostgreSQL (and Kafka when configured) answer.",
+        roles: &[],
+        body: None,
+        ok: "status",
+        errors: &[503],
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        summary: "Prometheus text exposition.",
+        roles: &[],
+        body: None,
+        ok: "text",
+        errors: &[],
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/api-docs/openapi.json",
+        summary: "This document.",
+        roles: &[],
+        body: None,
+        ok: "openapi",
+        errors: &[],
+        query: &[],
+    },
+];
+
+fn schema_ref(name: &str) -> Ref {
+    Ref::from_schema_name(name)
+}
+
+fn json_content(name: &str) -> utoipa::openapi::Content {
+    match name {
+        "ids" => ContentBuilder::new()
+            .schema(Some(
+                utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(64)),
+                    )
+                    .min_items(Some(1))
+                    .max_items(Some(1000)),
+            ))
+            .build(),
+        "availability" => ContentBuilder::new()
+            .schema(Some(ObjectBuilder::new().additional_properties(Some(
+                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+            ))))
+            .build(),
+        "status" | "openapi" => ContentBuilder::new().schema(Some(ObjectBuilder::new())).build(),
+        other => ContentBuilder::new().schema(Some(schema_ref(other))).build(),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Malformed JSON",
+        401 => "Missing or invalid bearer token",
+        403 => "The token lacks the role",
+        404 => "No such product",
+        409 => "Conflict with the stored state",
+        413 => "Body over 64 KiB",
+        422 => "Validation failed; the field is named",
+        503 => "Database unavailable (Retry-After)",
+        _ => "Error",
+    }
+}
+
+/// The OpenAPI 3.1 document of [`API`].
+pub fn document() -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for route in API {
+        let mut op = OperationBuilder::new()
+            .summary(Some(route.summary))
+            .operation_id(Some(format!(
+                "{}{}",
+                route.method.to_lowercase(),
+                route.path.replace(['/', '{', '}', '-', '.'], "_")
+            )));
+        if route.path.contains("{productId}") {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name("productId")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(64)),
+                    )),
+            );
+        }
+        for (name, description) in route.query {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(*description))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer))),
+            );
+        }
+        if route.method == "POST" && route.path != "/api/inventory/check" {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .schema(Some(
+                        ObjectBuilder::new().schema_type(Type::String).max_length(Some(255)),
+                    )),
+            );
+        }
+        if let Some(body) = route.body {
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content("application/json", json_content(body))
+                    .build(),
+            ));
+        }
+        let ok = match route.ok {
+            "text" => ResponseBuilder::new().description("OK").content(
+                "text/plain",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            ),
+            name => ResponseBuilder::new()
+                .description("OK")
+                .content("application/json", json_content(name)),
+        };
+        op = op.response("200", ok.build());
+        for status in route.errors {
+            let problem = ContentBuilder::new().schema(Some(schema_ref("Problem"))).build();
+            op = op.response(
+                status.to_string(),
+                ResponseBuilder::new()
+                    .description(reason(*status))
+                    .content("application/problem+json", problem)
+                    .build(),
+            );
+        }
+        if !route.roles.is_empty() {
+            let roles: Vec<String> = route.roles.iter().map(|r| format!("ROLE_{r}")).collect();
+            op = op
+                .security(SecurityRequirement::new("bearer", roles.clone()))
+                .description(Some(format!(
+                    "Needs a bearer token with one of the roles {}.",
+                    roles.join(", ")
+                )));
+        }
+        let method = if route.method == "POST" {
+            HttpMethod::Post
+        } else {
+            HttpMethod::Get
+        };
+        paths = paths.path(route.path, PathItem::new(method, op.build()));
+    }
+    let components = ComponentsBuilder::new()
+        .schema_from::<StockView>()
+        .schema_from::<AddRequest>()
+        .schema_from::<AuditRequest>()
+        .schema_from::<AdjustmentView>()
+        .schema_from::<AdjustmentPage>()
+        .schema_from::<FieldError>()
+        .schema("Problem", <ProblemDoc as utoipa::PartialSchema>::schema())
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Inventory service")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Stock per product, reservations for orders, manual adjustments with an audit trail.",
+                )),
+        )
+        .paths(paths.build())
+        .components(Some(components))
+        .build()
+}
