@@ -71,3 +71,13 @@ _dev-secret:
     mkdir -p .local
     [ -s .local/dev-jwt-secret ] || head -c 32 /dev/urandom | base64 | tr -d '\n' > .local/dev-jwt-secret
     cat .local/dev-jwt-secret
+
+# Measure the service against pgbench and wrk baselines on the same database (medians of BENCH_REPS runs).
+bench: stack-up
+    #!/usr/bin/env bash
+    set -euo pipefail
+    set -a; source .local/stack.env; set +a
+    command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+    command -v pgbench >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-contrib; }
+    cargo build --release -p inventory-app -p inventory-tests --bin inventory-app --bin inventory-bench
+    ./target/release/inventory-bench

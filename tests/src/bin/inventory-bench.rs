@@ -1,0 +1,418 @@
+//! `just bench`: the service against baselines on the same database, in the
+//! same run, repeated; prints medians and ratios.
+//!
+//! - Reservation path: pgbench running the saga's reservation transaction
+//!   (deploy/bench/reserve.sql) vs orders through Kafka, the service and
+//!   back out through the outbox, spread over many products.
+//! - Hot product: pgbench's optimistic read-then-update of one row
+//!   (deploy/bench/hot.sql, counted by committed version bumps) vs orders all
+//!   for that one product through the service.
+//! - Outcome latency at low load: one order at a time, produce-ack to outcome.
+//! - Reads: wrk on GET /api/inventory/{id} vs pgbench on the same SELECT.
+//!
+//! Settings (environment): BENCH_REPS (3), BENCH_ORDERS (20000),
+//! BENCH_PRODUCTS (1000), BENCH_CLIENTS (8), BENCH_SECONDS (10),
+//! BENCH_APP (target/release/inventory-app), DATABASE_URL,
+//! KAFKA_BOOTSTRAP_SERVERS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct Config {
+    reps: usize,
+    orders: usize,
+    products: usize,
+    clients: usize,
+    seconds: u64,
+    app: PathBuf,
+    admin_url: String,
+    bench_url: String,
+    kafka: String,
+    root: PathBuf,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn database_url_for(admin: &str, db: &str) -> String {
+    let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+async fn reset_database(config: &Config) -> Result<(), Error> {
+    let mut admin = AsyncPgConnection::establish(&config.admin_url).await?;
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS inventory_bench WITH (FORCE)")
+        .await?;
+    admin.batch_execute("CREATE DATABASE inventory_bench").await?;
+    inventory_postgres::run_migrations(&config.bench_url).await?;
+    let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
+    conn.batch_execute(&format!(
+        "INSERT INTO inventory (id, product_id, quantity) \
+         SELECT gen_random_uuid(), 'p' || g, 1000000 FROM generate_series(0, {}) g; \
+         INSERT INTO inventory (id, product_id, quantity) VALUES (gen_random_uuid(), 'hot', 1000000000); \
+         VACUUM ANALYZE;",
+        config.products - 1
+    ))
+    .await?;
+    Ok(())
+}
+
+async fn hot_version(config: &Config) -> Result<i64, Error> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        version: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
+    let row: Row = diesel::sql_query("SELECT version FROM inventory WHERE product_id = 'hot'")
+        .get_result(&mut conn)
+        .await?;
+    Ok(row.version)
+}
+
+fn pgbench(config: &Config, script: &str, clients: usize) -> Result<f64, Error> {
+    let script = config.root.join("deploy/bench").join(script);
+    let output = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &config.seconds.to_string(),
+        ])
+        .args(["-D", &format!("products={}", config.products)])
+        .arg("-f")
+        .arg(&script)
+        .arg(&config.bench_url)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "pgbench {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no tps in pgbench output: {text}").into())
+}
+
+struct Service {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_service(config: &Config, run: &str, port: u16) -> Result<Service, Error> {
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(&config.app)
+        .arg("serve")
+        .env("DATABASE_URL", &config.bench_url)
+        .env("KAFKA_BOOTSTRAP_SERVERS", &config.kafka)
+        .env("KAFKA_GROUP_ID", format!("{run}.inventory"))
+        .env("KAFKA_ORDER_TOPIC", format!("{run}.order-events"))
+        .env("KAFKA_PAYMENT_TOPIC", format!("{run}.payment-events"))
+        .env("KAFKA_INVENTORY_TOPIC", format!("{run}.inventory-events"))
+        .env("HTTP_ADDR", &addr)
+        .env("DB_POOL_MAX_SIZE", "16")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (build it with cargo build --release)",
+                config.app.display()
+            )
+        })?;
+    Ok(Service { child, addr })
+}
+
+fn producer(config: &Config) -> Result<FutureProducer, Error> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?)
+}
+
+fn outcome_reader(config: &Config, run: &str) -> Result<StreamConsumer, Error> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka)
+        .set("group.id", format!("{run}.bench-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("allow.auto.create.topics", "true")
+        .create()?;
+    consumer.subscribe(&[&format!("{run}.inventory-events")])?;
+    Ok(consumer)
+}
+
+async fn publish_orders(
+    producer: &FutureProducer,
+    run: &str,
+    orders: usize,
+    product: impl Fn(usize) -> String,
+) -> Result<(), Error> {
+    let topic = format!("{run}.order-events");
+    let mut pending = Vec::with_capacity(orders);
+    for i in 0..orders {
+        let order_id = format!("{run}-o{i}");
+        let payload = json!({
+            "eventId": uuid::Uuid::new_v4(),
+            "eventType": "OrderCreatedEvent",
+            "orderId": order_id,
+            "items": [{"productId": product(i), "quantity": 1}],
+        })
+        .to_string();
+        let record = FutureRecord::to(&topic).key(&order_id).payload(&payload);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for delivery in pending {
+        delivery.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// Waits for `n` outcomes; returns the seconds between the first and the last.
+async fn drain(consumer: &StreamConsumer, n: usize) -> Result<f64, Error> {
+    let mut first = None;
+    let mut last = Instant::now();
+    for seen in 0..n {
+        tokio::time::timeout(Duration::from_secs(120), consumer.recv())
+            .await
+            .map_err(|_| format!("only {seen} of {n} outcomes within 120 s"))??;
+        last = Instant::now();
+        first.get_or_insert(last);
+    }
+    Ok(first.map_or(f64::NAN, |f| last.duration_since(f).as_secs_f64()))
+}
+
+async fn wait_ready(addr: &str) -> Result<(), Error> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("http://{addr}/health/ready")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the service did not become ready".into())
+}
+
+fn wrk(config: &Config, addr: &str) -> Result<f64, Error> {
+    let output = Command::new("wrk")
+        .args(["-t", "2", "-c", "32", "-d", &format!("{}s", config.seconds)])
+        .arg("-s")
+        .arg(config.root.join("deploy/bench/read.lua"))
+        .arg(format!("http://{addr}"))
+        .env("BENCH_PRODUCTS", config.products.to_string())
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Non-2xx") {
+        return Err(format!("wrk saw errors: {text}").into());
+    }
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk output: {text}").into())
+}
+
+#[derive(Default)]
+struct Samples {
+    pg_reserve: Vec<f64>,
+    svc_reserve: Vec<f64>,
+    pg_hot: Vec<f64>,
+    svc_hot: Vec<f64>,
+    latency_ms: Vec<f64>,
+    pg_read: Vec<f64>,
+    http_read: Vec<f64>,
+}
+
+async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(), Error> {
+    let run = format!("bench{}r{rep}", std::process::id());
+    eprintln!("[bench] rep {rep}: reset database");
+    reset_database(config).await?;
+
+    eprintln!(
+        "[bench] rep {rep}: pgbench reservation transaction, {} clients",
+        config.clients
+    );
+    samples.pg_reserve.push(pgbench(config, "reserve.sql", config.clients)?);
+    eprintln!("[bench] rep {rep}: pgbench optimistic hot row");
+    let before = hot_version(config).await?;
+    pgbench(config, "hot.sql", config.clients)?;
+    samples
+        .pg_hot
+        .push((hot_version(config).await? - before) as f64 / config.seconds as f64);
+    eprintln!("[bench] rep {rep}: pgbench read");
+    samples.pg_read.push(pgbench(config, "read.sql", 32)?);
+
+    let producer = producer(config)?;
+    let spread = format!("{run}s");
+    eprintln!(
+        "[bench] rep {rep}: {} orders over {} products through the service",
+        config.orders, config.products
+    );
+    // Topics with 3 partitions, like the service creates them.
+    let products = config.products;
+    let service = start_service(config, &spread, 18_900 + rep as u16)?;
+    wait_ready(&service.addr).await?;
+    let reader = outcome_reader(config, &spread)?;
+    publish_orders(&producer, &spread, config.orders, |i| {
+        format!("p{}", (i * 7919) % products)
+    })
+    .await?;
+    let seconds = drain(&reader, config.orders).await?;
+    samples.svc_reserve.push((config.orders - 1) as f64 / seconds);
+
+    eprintln!("[bench] rep {rep}: outcome latency at low load");
+    for i in 0..30 {
+        let order_id = format!("{spread}-lat{i}");
+        let payload = json!({"eventId": uuid::Uuid::new_v4(), "eventType": "OrderCreatedEvent", "orderId": order_id,
+                             "items": [{"productId": "p1", "quantity": 1}]})
+        .to_string();
+        let topic = format!("{spread}.order-events");
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&order_id).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        let sent = Instant::now();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+                .await
+                .map_err(|_| "no outcome in 30 s")??;
+            if m.key() == Some(order_id.as_bytes()) {
+                break;
+            }
+        }
+        samples.latency_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    eprintln!("[bench] rep {rep}: wrk GET /api/inventory/{{id}}");
+    samples.http_read.push(wrk(config, &service.addr)?);
+    drop(service);
+
+    let hot = format!("{run}h");
+    eprintln!(
+        "[bench] rep {rep}: {} orders for one hot product through the service",
+        config.orders
+    );
+    let service = start_service(config, &hot, 18_950 + rep as u16)?;
+    wait_ready(&service.addr).await?;
+    let reader = outcome_reader(config, &hot)?;
+    publish_orders(&producer, &hot, config.orders, |_| "hot".to_owned()).await?;
+    let seconds = drain(&reader, config.orders).await?;
+    samples.svc_hot.push((config.orders - 1) as f64 / seconds);
+    drop(service);
+    Ok(())
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let root = root();
+    let admin_url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set; run `just bench`")?;
+    let config = Config {
+        reps: env_or("BENCH_REPS", 3),
+        orders: env_or("BENCH_ORDERS", 20_000),
+        products: env_or("BENCH_PRODUCTS", 1000),
+        clients: env_or("BENCH_CLIENTS", 8),
+        seconds: env_or("BENCH_SECONDS", 10),
+        app: std::env::var("BENCH_APP")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target/release/inventory-app")),
+        bench_url: database_url_for(&admin_url, "inventory_bench"),
+        admin_url,
+        kafka: std::env::var("KAFKA_BOOTSTRAP_SERVERS")
+            .map_err(|_| "KAFKA_BOOTSTRAP_SERVERS is not set; run `just bench`")?,
+        root,
+    };
+    let mut samples = Samples::default();
+    for rep in 1..=config.reps {
+        one_rep(&config, rep, &mut samples).await?;
+    }
+    let m = |v: &mut Vec<f64>| median(v);
+    let (pg_reserve, svc_reserve) = (m(&mut samples.pg_reserve), m(&mut samples.svc_reserve));
+    let (pg_hot, svc_hot) = (m(&mut samples.pg_hot), m(&mut samples.svc_hot));
+    let (pg_read, http_read) = (m(&mut samples.pg_read), m(&mut samples.http_read));
+    let mut latencies = samples.latency_ms.clone();
+    latencies.sort_by(f64::total_cmp);
+    let p90 = latencies.get(latencies.len() * 9 / 10).copied().unwrap_or(f64::NAN);
+    let latency = median(&mut samples.latency_ms);
+    let report = format!(
+        "# inventory bench ({} reps, medians; {} orders, {} products, {} pgbench clients, {} s runs, {} cores)\n\n\
+         | measure | service | baseline | ratio |\n|---|---|---|---|\n\
+         | reservations/s, spread over products (Kafka in → outbox → Kafka out) | {svc_reserve:.0} | {pg_reserve:.0} (pgbench reserve.sql) | {:.2} |\n\
+         | reservations/s, one hot product | {svc_hot:.0} | {pg_hot:.0} (pgbench hot.sql, committed) | {:.2} |\n\
+         | GET /api/inventory/{{id}} req/s (wrk, 32 conns) | {http_read:.0} | {pg_read:.0} (pgbench read.sql, 32 clients) | {:.2} |\n\
+         | outcome latency at low load, ms (median / p90 of {} orders) | {latency:.1} / {p90:.1} | – | – |\n",
+        config.reps,
+        config.orders,
+        config.products,
+        config.clients,
+        config.seconds,
+        std::thread::available_parallelism().map_or(0, usize::from),
+        svc_reserve / pg_reserve,
+        svc_hot / pg_hot,
+        http_read / pg_read,
+        samples.latency_ms.len(),
+    );
+    println!("{report}");
+    let dir = config.root.join(".local/bench");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("{}.md", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    std::fs::write(&file, &report)?;
+    eprintln!("[bench] written to {}", file.display());
+    Ok(())
+}
