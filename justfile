@@ -38,6 +38,13 @@ run: stack-up
     echo "[run] HTTP API on http://${HTTP_ADDR}  (PostgreSQL and Kafka: see .local/stack.env; admin token: just token)"
     exec ./target/release/inventory-app serve
 
+# Apply the database migrations (to DATABASE_URL, or the local cluster).
+migrate: stack-up
+    #!/usr/bin/env bash
+    set -euo pipefail
+    set -a; source .local/stack.env; set +a
+    cargo run -q -p inventory-app -- migrate
+
 # Start what is needed and run every test (unit, integration, end-to-end).
 test: stack-up
     #!/usr/bin/env bash

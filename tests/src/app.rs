@@ -34,6 +34,8 @@ pub struct AppOptions {
     pub jwt_issuer: Option<String>,
     /// Required token audience.
     pub jwt_audience: Option<String>,
+    /// RS256/ES256 public key file instead of the HS256 secret.
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -47,6 +49,7 @@ impl Default for AppOptions {
             pool_max: 8,
             jwt_issuer: None,
             jwt_audience: None,
+            jwt_public_key_file: None,
         }
     }
 }
@@ -85,7 +88,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
         },
         jwt: JwtSettings {
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),
-            jwt_public_key_file: None,
+            jwt_public_key_file: options.jwt_public_key_file.clone(),
             jwt_issuer: options.jwt_issuer.clone(),
             jwt_audience: options.jwt_audience.clone(),
         },
@@ -105,11 +108,14 @@ impl TestApp {
 
     /// Starts the service on `db` and the given topics (a second instance shares them).
     pub async fn spawn_on(db: &TestDb, topics: Topics, options: AppOptions) -> Self {
-        let app = Application::build(settings(db, &topics, &options))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("the service did not start: {e}; run `just test` so PostgreSQL and Kafka are up")
-            });
+        Self::spawn_with(settings(db, &topics, &options), topics).await
+    }
+
+    /// Starts the service with these settings.
+    pub async fn spawn_with(settings: Settings, topics: Topics) -> Self {
+        let app = Application::build(settings).await.unwrap_or_else(|e| {
+            panic!("the service did not start: {e}; run `just test` so PostgreSQL and Kafka are up")
+        });
         let addr = app.http_addr();
         let service = app.service().clone();
         let shutdown = app.shutdown_token();

@@ -10,6 +10,7 @@ pub mod app;
 pub mod db;
 pub mod http;
 pub mod kafka;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -782,3 +782,87 @@ async fn every_served_route_is_in_the_openapi_document() {
     }
     app.stop().await;
 }
+
+fn openssl(args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .status()
+        .expect("openssl is installed (apt-get install openssl)");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_keys_verify_rs256_and_es256_and_refuse_algorithm_switching() {
+    let dir = std::env::temp_dir().join(inventory_tests::unique("keys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &path("rsa.pem"),
+    ]);
+    openssl(&["pkey", "-in", &path("rsa.pem"), "-pubout", "-out", &path("rsa.pub")]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &path("ec.pem"),
+    ]);
+    openssl(&["pkey", "-in", &path("ec.pem"), "-pubout", "-out", &path("ec.pub")]);
+    let db = TestDb::new().await;
+    let body = json!({"productId": "p", "quantity": 1});
+    for (public, private, algorithm) in [
+        ("rsa.pub", "rsa.pem", jsonwebtoken::Algorithm::RS256),
+        ("ec.pub", "ec.pem", jsonwebtoken::Algorithm::ES256),
+    ] {
+        let options = AppOptions {
+            jwt_public_key_file: Some(dir.join(public)),
+            ..no_kafka()
+        };
+        let app = TestApp::spawn(&db, options).await;
+        let pem = std::fs::read(dir.join(private)).unwrap();
+        let key = match algorithm {
+            jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+            _ => jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+        };
+        let good = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(algorithm),
+            &claims("kim", &["ROLE_ADMIN"]),
+            &key,
+        )
+        .unwrap();
+        assert_eq!(
+            post(&app, "/api/inventory/add", Some(&good), &body).await.status,
+            StatusCode::OK,
+            "{algorithm:?}"
+        );
+        // The classic switch: HS256 signed with the public key as the secret.
+        let public_pem = std::fs::read(dir.join(public)).unwrap();
+        let switched = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims("mallory", &["ROLE_ADMIN"]),
+            &jsonwebtoken::EncodingKey::from_secret(&public_pem),
+        )
+        .unwrap();
+        assert_problem(
+            &post(&app, "/api/inventory/add", Some(&switched), &body).await,
+            401,
+            "UNAUTHORIZED",
+        );
+        // A token signed with the HS256 test secret is refused too.
+        assert_problem(
+            &post(&app, "/api/inventory/add", Some(&token(&["ROLE_ADMIN"])), &body).await,
+            401,
+            "UNAUTHORIZED",
+        );
+        app.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

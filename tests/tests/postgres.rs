@@ -345,3 +345,54 @@ async fn an_unreachable_database_is_unavailable_not_a_hang() {
     assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn purge_removes_only_old_processed_events_published_outbox_rows_and_keys() {
+    let db = TestDb::new().await;
+    let repo = repo(&db, 2);
+    let mut conn = db.conn().await;
+    conn.batch_execute(
+        "INSERT INTO processed_events (event_id, order_id, outcome, processed_at) VALUES
+           (gen_random_uuid(), 'old', 'reserved', now() - interval '10 days'),
+           (gen_random_uuid(), 'new', 'reserved', now());
+         INSERT INTO outbox (event_id, event_type, message_key, payload, created_at, published_at) VALUES
+           (gen_random_uuid(), 'E', 'old-published', '{}', now() - interval '10 days', now() - interval '10 days'),
+           (gen_random_uuid(), 'E', 'old-unpublished', '{}', now() - interval '10 days', NULL),
+           (gen_random_uuid(), 'E', 'new-published', '{}', now(), now());
+         INSERT INTO idempotency_keys (idempotency_key, fingerprint, inventory_id, product_id, quantity, reserved,
+                                       version, updated_at, created_at) VALUES
+           ('old', 'f', gen_random_uuid(), 'p', 1, 0, 0, now(), now() - interval '10 days'),
+           ('new', 'f', gen_random_uuid(), 'p', 1, 0, 0, now(), now());",
+    )
+    .await
+    .unwrap();
+    let deleted = OutboxStore::purge(&repo, Utc::now() - chrono::Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3);
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Left {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        what: String,
+    }
+    let mut left: Vec<String> = diesel::sql_query(
+        "SELECT order_id AS what FROM processed_events UNION ALL SELECT message_key FROM outbox \
+         UNION ALL SELECT 'key-' || idempotency_key FROM idempotency_keys",
+    )
+    .load::<Left>(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|l| l.what)
+    .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec!["key-new", "new", "new-published", "old-unpublished"],
+        "unpublished events are never purged"
+    );
+    let backlog = OutboxStore::backlog(&repo).await.unwrap();
+    assert_eq!(backlog.pending, 1);
+    assert!(backlog.oldest_age_ms >= 9 * 24 * 3600 * 1000);
+}

@@ -470,3 +470,51 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
         h.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_pauses_consumption_and_loses_nothing() {
+    let db = TestDb::new().await;
+    let proxy = inventory_tests::proxy::Proxy::start(inventory_tests::proxy::authority(&db.url)).await;
+    let topics = Topics::new();
+    let mut settings = inventory_tests::app::settings(&db, &topics, &AppOptions::default());
+    settings.database.database_url = proxy.route(&db.url);
+    settings.database.db_pool_acquire_timeout_ms = 500;
+    let app = TestApp::spawn_with(settings, topics).await;
+    stock(&app, "a", 10).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let dead = Reader::new(&format!("{}.DLT", app.topics.orders));
+    let p = producer();
+
+    proxy.cut();
+    for i in 0..5 {
+        send_json(&p, &app.topics.orders, &created(&format!("o-{i}"), &[("a", 1)])).await;
+    }
+    let ready = inventory_tests::http::client()
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "not ready while the database is down");
+    let early = tokio::time::timeout(Duration::from_secs(3), outcomes.next(WAIT, "nothing during the outage")).await;
+    assert!(early.is_err(), "no outcome can be produced while the database is down");
+
+    proxy.restore();
+    let out = outcomes.take(5, WAIT, "the outcomes after the outage").await;
+    assert!(
+        out.iter().all(|r| r.value["eventType"] == "InventoryReservedEvent"),
+        "{:?}",
+        out.iter().map(|r| &r.value).collect::<Vec<_>>()
+    );
+    assert_eq!(counts(&app, "a").await, (10, 5));
+    // Nothing was dead-lettered for the outage: a poison record sent now is the first dead letter.
+    send(&p, &app.topics.orders, "after", b"poison", &[]).await;
+    assert_eq!(dead.next(WAIT, "the poison record").await.key.as_deref(), Some("after"));
+    let ready = inventory_tests::http::client()
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"], json!({"database": "UP", "kafka": "UP"}));
+    app.stop().await;
+}

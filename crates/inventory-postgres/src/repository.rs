@@ -345,16 +345,11 @@ async fn write_stock(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resul
         let n = diesel::sql_query(
             "UPDATE inventory AS i \
              SET quantity = v.quantity, reserved = v.reserved, version = v.version, updated_at = v.updated_at \
-             FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[]) \
-                  AS v(product_id, quantity, reserved, version, expected, updated_at) \
-             WHERE i.product_id = v.product_id AND i.version = v.expected",
+             FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[]) \
+                  AS v(id, quantity, reserved, version, expected, updated_at) \
+             WHERE i.id = v.id AND i.version = v.expected",
         )
-        .bind::<Array<Text>, _>(
-            updates
-                .iter()
-                .map(|w| w.inventory.product_id().to_string())
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(updates.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
         .bind::<Array<Integer>, _>(
             updates
                 .iter()
