@@ -10,7 +10,8 @@
 # A server given by environment is used instead of a local one: with
 # DATABASE_URL set, no PostgreSQL is installed or started; with
 # KAFKA_BOOTSTRAP_SERVERS set, no Kafka. Ports: PG_PORT (55432),
-# KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (19093).
+# KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (19093); when one is taken by
+# something else, the next free one is used and written to .local/stack.env.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,6 +26,18 @@ KAFKA_DIR="$LOCAL/kafka"
 KAFKA_SRC="$ROOT/deploy/local/kafka"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The first port from $1 on that nothing listens on.
+free_port() {
+  local port="$1" skip="${2:-}"
+  while port_busy "$port" || [ "$port" = "$skip" ]; do
+    port=$((port + 1))
+    [ "$port" -lt $(( $1 + 100 )) ] || die "no free port from $1 on"
+  done
+  echo "$port"
+}
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
 apt_install() {
@@ -85,7 +98,6 @@ pg_up() {
     cat >> "$PG_DIR/postgresql.conf" <<EOF
 # inventory local stack
 listen_addresses = '127.0.0.1'
-port = $PG_PORT
 unix_socket_directories = ''
 max_connections = 300
 shared_buffers = 256MB
@@ -96,10 +108,12 @@ full_page_writes = off
 EOF
   fi
   if as_pg_owner "$bin/pg_ctl" -D "$PG_DIR" status >/dev/null 2>&1; then
+    PG_PORT="$(sed -n 4p "$PG_DIR/postmaster.pid")"
     log "PostgreSQL already runs on 127.0.0.1:$PG_PORT"
   else
+    PG_PORT="$(free_port "$PG_PORT")"
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    as_pg_owner "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null \
+    as_pg_owner "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
       || { tail -20 "$PG_DIR/server.log" >&2; die "PostgreSQL did not start"; }
   fi
   if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "select 1 from pg_database where datname='$PG_DB'" | grep -q 1; then
@@ -135,33 +149,39 @@ kafka_up() {
     touch "$KAFKA_DIR/libs/.complete"
   fi
   local cp="$KAFKA_DIR/libs/*"
+  if kafka_pid >/dev/null; then
+    KAFKA_PORT="$(sed -n 's#^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*#\1#p' "$KAFKA_DIR/server.properties")"
+    log "Kafka already runs on 127.0.0.1:$KAFKA_PORT"
+    KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
+    return
+  fi
+  KAFKA_PORT="$(free_port "$KAFKA_PORT")"
+  KAFKA_CONTROLLER_PORT="$(free_port "$KAFKA_CONTROLLER_PORT" "$KAFKA_PORT")"
+  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
+      -e "s#@DATA_DIR@#$KAFKA_DIR/data#g" "$KAFKA_SRC/server.properties.in" > "$KAFKA_DIR/server.properties"
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     log "formatting KRaft storage in $KAFKA_DIR/data"
-    sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
-        -e "s#@DATA_DIR@#$KAFKA_DIR/data#g" "$KAFKA_SRC/server.properties.in" > "$KAFKA_DIR/server.properties"
     local cluster_id
     cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
     java -cp "$cp" -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR" \
       kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >/dev/null
   fi
-  if kafka_pid >/dev/null; then
-    log "Kafka already runs on 127.0.0.1:$KAFKA_PORT"
-  else
-    log "starting Kafka (KRaft, single node) on 127.0.0.1:$KAFKA_PORT"
-    nohup java -Xms256m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR" \
-      -cp "$cp" kafka.Kafka "$KAFKA_DIR/server.properties" > "$KAFKA_DIR/stdout.log" 2>&1 &
-    echo $! > "$KAFKA_DIR/broker.pid"
-    local i
-    for i in $(seq 1 120); do
-      if grep -q "Kafka Server started\|started (kafka.server.KafkaRaftServer)" "$KAFKA_DIR/broker.log" 2>/dev/null; then
-        break
-      fi
-      kafka_pid >/dev/null || { tail -30 "$KAFKA_DIR/stdout.log" "$KAFKA_DIR/broker.log" >&2 || true; die "Kafka exited during start-up"; }
-      sleep 0.5
-    done
-    grep -q "started" "$KAFKA_DIR/broker.log" 2>/dev/null || die "Kafka did not report start-up within 60 s; see $KAFKA_DIR/broker.log"
-  fi
+  log "starting Kafka (KRaft, single node) on 127.0.0.1:$KAFKA_PORT"
+  # A fresh log, so the start-up line below is this start's.
+  rm -f "$KAFKA_DIR/broker.log"
+  nohup java -Xms256m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR" \
+    -cp "$cp" kafka.Kafka "$KAFKA_DIR/server.properties" > "$KAFKA_DIR/stdout.log" 2>&1 &
+  echo $! > "$KAFKA_DIR/broker.pid"
+  local i
+  for i in $(seq 1 120); do
+    if grep -q "Kafka Server started\|started (kafka.server.KafkaRaftServer)" "$KAFKA_DIR/broker.log" 2>/dev/null; then
+      break
+    fi
+    kafka_pid >/dev/null || { tail -30 "$KAFKA_DIR/stdout.log" "$KAFKA_DIR/broker.log" >&2 || true; die "Kafka exited during start-up"; }
+    sleep 0.5
+  done
+  grep -q "started" "$KAFKA_DIR/broker.log" 2>/dev/null || die "Kafka did not report start-up within 60 s; see $KAFKA_DIR/broker.log"
   KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
 }
 
@@ -203,9 +223,11 @@ case "${1:-up}" in
     log "local data deleted"
     ;;
   status)
-    if kafka_pid >/dev/null; then echo "kafka: running on 127.0.0.1:$KAFKA_PORT"; else echo "kafka: stopped"; fi
+    if kafka_pid >/dev/null; then echo "kafka: running (pid $(kafka_pid))"; else echo "kafka: stopped"; fi
     if bin="$(pg_bin)" && [ -f "$PG_DIR/PG_VERSION" ] && as_pg_owner "$bin/pg_ctl" -D "$PG_DIR" status >/dev/null 2>&1; then
-      echo "postgres: running on 127.0.0.1:$PG_PORT"; else echo "postgres: stopped"; fi
+      echo "postgres: running on 127.0.0.1:$(sed -n 4p "$PG_DIR/postmaster.pid")"; else echo "postgres: stopped"; fi
+    [ -f "$LOCAL/stack.env" ] && cat "$LOCAL/stack.env"
+    true
     ;;
   *) die "usage: stack.sh up|down|reset|status" ;;
 esac
