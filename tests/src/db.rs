@@ -27,20 +27,14 @@ async fn admin(url: &str) -> AsyncPgConnection {
 impl TestDb {
     /// Creates and migrates a fresh schema.
     pub async fn new() -> Self {
-        let admin_url = stack().database_url.clone();
-        let schema = unique("test");
-        let mut conn = admin(&admin_url).await;
-        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .expect("create schema");
-        let url = with_search_path(&admin_url, &schema);
-        inventory_postgres::run_migrations(&url)
+        let db = Self::empty().await;
+        inventory_postgres::run_migrations(&db.url)
             .await
             .expect("migrations apply to a fresh schema");
-        Self { url, schema, admin_url }
+        db
     }
 
-    /// Same schema, no migrations run (for the migration test).
+    /// A fresh schema with no tables (for the migration test).
     pub async fn empty() -> Self {
         let admin_url = stack().database_url.clone();
         let schema = unique("test");

@@ -44,76 +44,59 @@ fn check_id(raw: &str, max: usize) -> Result<(), IdError> {
     Ok(())
 }
 
-/// The catalogue's identifier of a product: 1 to 64 printable characters,
-/// no whitespace at either end.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ProductId(String);
+/// Defines a validated text identifier type.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl ProductId {
-    /// Longest product id accepted.
-    pub const MAX_LEN: usize = 64;
+        impl $name {
+            /// Longest id accepted.
+            pub const MAX_LEN: usize = $max;
 
-    /// Validates `raw` as a product id.
-    pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
-        let raw = raw.into();
-        check_id(&raw, Self::MAX_LEN)?;
-        Ok(Self(raw))
-    }
+            /// Validates `raw` as an id.
+            pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
+                let raw = raw.into();
+                check_id(&raw, Self::MAX_LEN)?;
+                Ok(Self(raw))
+            }
 
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_id!(
+    /// The catalogue's identifier of a product: 1 to 64 printable characters,
+    /// no whitespace at either end.
+    ProductId,
+    64
+);
 
-impl<'de> Deserialize<'de> for ProductId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(raw).map_err(serde::de::Error::custom)
-    }
-}
-
-/// The Order Service's identifier of an order: 1 to 128 printable characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct OrderId(String);
-
-impl OrderId {
-    /// Longest order id accepted.
-    pub const MAX_LEN: usize = 128;
-
-    /// Validates `raw` as an order id.
-    pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
-        let raw = raw.into();
-        check_id(&raw, Self::MAX_LEN)?;
-        Ok(Self(raw))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for OrderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for OrderId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(raw).map_err(serde::de::Error::custom)
-    }
-}
+text_id!(
+    /// The Order Service's identifier of an order: 1 to 128 printable
+    /// characters, no whitespace at either end.
+    OrderId,
+    128
+);
 
 /// A requested amount of one product: 1 to 1,000,000 units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

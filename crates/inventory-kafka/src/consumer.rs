@@ -226,68 +226,12 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         let mut drop_payload = false;
         loop {
             attempt += 1;
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in &record.headers {
-                headers = headers.insert(Header {
-                    key: k.as_str(),
-                    value: Some(v.as_slice()),
-                });
-            }
-            let partition = m.partition().to_string();
-            let offset = m.offset().to_string();
-            let failed_at = chrono::Utc::now().to_rfc3339();
-            headers = headers
-                .insert(Header {
-                    key: "dlt-error",
-                    value: Some(error),
-                })
-                .insert(Header {
-                    key: "dlt-source-topic",
-                    value: Some(m.topic()),
-                })
-                .insert(Header {
-                    key: "dlt-source-partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: "dlt-source-offset",
-                    value: Some(offset.as_str()),
-                })
-                .insert(Header {
-                    key: "dlt-failed-at",
-                    value: Some(failed_at.as_str()),
-                });
+            let headers = dead_letter_headers(record, error, drop_payload);
             let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
             if let Some(key) = m.key() {
                 out = out.key(key);
             }
-            let size = m.payload().map_or(0, <[u8]>::len).to_string();
-            if drop_payload {
-                // The broker refuses the value itself: keep the evidence, not the bytes.
-                out = out.headers(
-                    OwnedHeaders::new()
-                        .insert(Header {
-                            key: "dlt-error",
-                            value: Some(error),
-                        })
-                        .insert(Header {
-                            key: "dlt-source-topic",
-                            value: Some(m.topic()),
-                        })
-                        .insert(Header {
-                            key: "dlt-source-partition",
-                            value: Some(partition.as_str()),
-                        })
-                        .insert(Header {
-                            key: "dlt-source-offset",
-                            value: Some(offset.as_str()),
-                        })
-                        .insert(Header {
-                            key: "dlt-payload-dropped-bytes",
-                            value: Some(size.as_str()),
-                        }),
-                );
-            } else if let Some(payload) = m.payload() {
+            if !drop_payload && let Some(payload) = m.payload() {
                 out = out.payload(payload);
             }
             match self.producer.send(out, Duration::from_secs(10)).await {
@@ -308,6 +252,42 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
             }
         }
     }
+}
+
+/// The original headers (unless the value is dropped: then only the
+/// evidence) plus where the record came from and why it failed.
+fn dead_letter_headers(record: &Record, error: &str, drop_payload: bool) -> OwnedHeaders {
+    let m = &record.message;
+    let mut headers = OwnedHeaders::new();
+    if !drop_payload {
+        for (k, v) in &record.headers {
+            headers = headers.insert(Header {
+                key: k.as_str(),
+                value: Some(v.as_slice()),
+            });
+        }
+    }
+    let mut extra = vec![
+        ("dlt-error", error.to_owned()),
+        ("dlt-source-topic", m.topic().to_owned()),
+        ("dlt-source-partition", m.partition().to_string()),
+        ("dlt-source-offset", m.offset().to_string()),
+        ("dlt-failed-at", chrono::Utc::now().to_rfc3339()),
+    ];
+    if drop_payload {
+        // The broker refuses the value itself: keep the evidence, not the bytes.
+        extra.push((
+            "dlt-payload-dropped-bytes",
+            m.payload().map_or(0, <[u8]>::len).to_string(),
+        ));
+    }
+    for (key, value) in &extra {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_str()),
+        });
+    }
+    headers
 }
 
 fn is_transient(e: &ServiceError) -> bool {
