@@ -149,16 +149,26 @@ impl Reader {
     }
 
     /// The next record, or a panic naming what was awaited after `timeout`.
+    /// Errors the broker reports while a topic is being created are waited out.
     pub async fn next(&self, timeout: Duration, what: &str) -> Received {
-        let message = tokio::time::timeout(timeout, self.consumer.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no record on {} within {timeout:?} while waiting for {what}",
-                    self.topic
-                )
-            })
-            .expect("consume");
+        let deadline = tokio::time::Instant::now() + timeout;
+        let message = loop {
+            let next = tokio::time::timeout_at(deadline, self.consumer.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no record on {} within {timeout:?} while waiting for {what}",
+                        self.topic
+                    )
+                });
+            match next {
+                Ok(message) => break message,
+                Err(rdkafka::error::KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                )) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("consuming {}: {e}", self.topic),
+            }
+        };
         let payload = message.payload().unwrap_or_default();
         let headers = message
             .headers()

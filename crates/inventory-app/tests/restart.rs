@@ -5,14 +5,31 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use diesel_async::SimpleAsyncConnection;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use inventory_tests::db::TestDb;
 use inventory_tests::kafka::{Reader, Topics, producer, send_json};
 use inventory_tests::stack;
 use serde_json::json;
 
-fn start(db: &TestDb, topics: &Topics) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_inventory-app"))
+/// The service process; killed (SIGKILL) when dropped, so a failing test leaves none behind.
+struct Service(Child);
+
+impl Service {
+    fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(db: &TestDb, topics: &Topics) -> Service {
+    let child = Command::new(env!("CARGO_BIN_EXE_inventory-app"))
         .arg("serve")
         .env("DATABASE_URL", &db.url)
         .env("KAFKA_BOOTSTRAP_SERVERS", &stack().kafka_bootstrap)
@@ -26,7 +43,8 @@ fn start(db: &TestDb, topics: &Topics) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("the inventory-app binary starts")
+        .expect("the inventory-app binary starts");
+    Service(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,10 +52,10 @@ async fn killed_and_restarted_mid_stream_loses_no_outcome() {
     let db = TestDb::new().await;
     let topics = Topics::new();
     let mut conn = db.conn().await;
-    conn.batch_execute("INSERT INTO inventory (id, product_id, quantity) VALUES (gen_random_uuid(), 'p', 300)")
+    conn.batch_execute("INSERT INTO inventory (id, product_id, quantity) VALUES (gen_random_uuid(), 'p', 1000)")
         .await
         .unwrap();
-    let orders = 400;
+    let orders = 1500;
     let p = producer();
     for i in 0..orders {
         let event = json!({
@@ -66,12 +84,20 @@ async fn killed_and_restarted_mid_stream_loses_no_outcome() {
     for r in outcomes.take(30, Duration::from_secs(60), "the first outcomes").await {
         record(&mut seen, r);
     }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    child.kill();
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let done: Count = diesel::sql_query("SELECT count(*) AS n FROM reservations")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
     assert!(
-        seen.len() < orders,
-        "the kill must land mid-stream ({} of {orders} done)",
-        seen.len()
+        done.n < orders as i64,
+        "the kill must land mid-stream ({} of {orders} orders were handled)",
+        done.n
     );
 
     let mut child = start(&db, &topics);
@@ -84,24 +110,22 @@ async fn killed_and_restarted_mid_stream_loses_no_outcome() {
             .await;
         record(&mut seen, r);
     }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    child.kill();
 
     let reserved = seen.values().filter(|(t, _)| t == "InventoryReservedEvent").count();
     let failed = seen
         .values()
         .filter(|(t, _)| t == "StockReservationFailedEvent")
         .count();
-    assert_eq!((reserved, failed), (300, 100));
+    assert_eq!((reserved, failed), (1000, 500));
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Integer)]
         reserved: i32,
     }
-    use diesel_async::RunQueryDsl;
     let row: Row = diesel::sql_query("SELECT reserved FROM inventory WHERE product_id = 'p'")
         .get_result(&mut conn)
         .await
         .unwrap();
-    assert_eq!(row.reserved, 300, "each order reserved once");
+    assert_eq!(row.reserved, 1000, "each order reserved once");
 }
