@@ -1,0 +1,310 @@
+//! A change set written in one transaction: stock rows locked in
+//! product-id order and version-checked, then each table written with one
+//! statement over `unnest`ed arrays, however many rows the change has.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use inventory_domain::ChangeSet;
+
+use crate::errors::TxError;
+use crate::rows::status_to_row;
+use crate::schema::{idempotency_keys, inventory};
+
+fn to_i32(v: u32) -> Result<i32, TxError> {
+    i32::try_from(v).map_err(|_| TxError::Invalid(format!("{v} does not fit a PostgreSQL integer")))
+}
+
+pub(crate) async fn write_changes(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    write_stock(conn, changes).await?;
+    write_reservations(conn, changes).await?;
+    write_processed(conn, changes).await?;
+    write_outbox(conn, changes).await?;
+    write_adjustments(conn, changes).await?;
+    if let Some(record) = &changes.idempotency {
+        let inv = &record.result;
+        // A key already stored is a unique violation: a conflict, retried, then replayed.
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::idempotency_key.eq(&record.request.key),
+                idempotency_keys::fingerprint.eq(&record.request.fingerprint),
+                idempotency_keys::inventory_id.eq(inv.id()),
+                idempotency_keys::product_id.eq(inv.product_id().as_str()),
+                idempotency_keys::quantity.eq(to_i32(inv.quantity())?),
+                idempotency_keys::reserved.eq(to_i32(inv.reserved())?),
+                idempotency_keys::version.eq(inv.version()),
+                idempotency_keys::updated_at.eq(inv.updated_at()),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_stock(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let (updates, inserts): (Vec<_>, Vec<_>) = changes.stock.iter().partition(|w| w.expected_version.is_some());
+    if !updates.is_empty() {
+        let mut ids: Vec<&str> = updates.iter().map(|w| w.inventory.product_id().as_str()).collect();
+        ids.sort_unstable();
+        // Lock in product-id order first: concurrent savers then queue instead of deadlocking.
+        let locked: Vec<(String, i64)> = inventory::table
+            .filter(inventory::product_id.eq_any(&ids))
+            .order(inventory::product_id.asc())
+            .select((inventory::product_id, inventory::version))
+            .for_update()
+            .load(conn)
+            .await?;
+        let stored: HashMap<&str, i64> = locked.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+        let stale = updates
+            .iter()
+            .any(|w| stored.get(w.inventory.product_id().as_str()) != w.expected_version.as_ref());
+        if stale {
+            return Err(TxError::Conflict);
+        }
+        let n = diesel::sql_query(
+            "UPDATE inventory AS i \
+             SET quantity = v.quantity, reserved = v.reserved, version = v.version, updated_at = v.updated_at \
+             FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[]) \
+                  AS v(id, quantity, reserved, version, expected, updated_at) \
+             WHERE i.id = v.id AND i.version = v.expected",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(updates.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(
+            updates
+                .iter()
+                .map(|w| to_i32(w.inventory.quantity()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<Integer>, _>(
+            updates
+                .iter()
+                .map(|w| to_i32(w.inventory.reserved()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(
+            updates
+                .iter()
+                .map(|w| w.expected_version.unwrap_or(-1))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        if n != updates.len() {
+            return Err(TxError::Conflict);
+        }
+    }
+    if !inserts.is_empty() {
+        let n = diesel::sql_query(
+            "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[], $5::int8[], $6::timestamptz[]) \
+             ON CONFLICT (product_id) DO NOTHING",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(inserts.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            inserts
+                .iter()
+                .map(|w| w.inventory.product_id().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(
+            inserts
+                .iter()
+                .map(|w| to_i32(w.inventory.quantity()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<Integer>, _>(
+            inserts
+                .iter()
+                .map(|w| to_i32(w.inventory.reserved()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        if n != inserts.len() {
+            return Err(TxError::Conflict);
+        }
+    }
+    Ok(())
+}
+
+async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let (updates, inserts): (Vec<_>, Vec<_>) = changes.reservations.iter().partition(|w| w.expected_version.is_some());
+    let columns = |ws: &[&inventory_domain::ReservationWrite]| {
+        let mut ids = Vec::new();
+        let mut statuses = Vec::new();
+        let mut reasons = Vec::new();
+        let mut expires = Vec::new();
+        for w in ws {
+            let (status, reason) = status_to_row(w.reservation.status());
+            ids.push(w.reservation.order_id().to_string());
+            statuses.push(status.to_owned());
+            reasons.push(reason.map(str::to_owned));
+            expires.push(w.reservation.expires_at());
+        }
+        (ids, statuses, reasons, expires)
+    };
+    if !inserts.is_empty() {
+        let (ids, statuses, reasons, expires) = columns(&inserts);
+        let n = diesel::sql_query(
+            "INSERT INTO reservations (order_id, status, reason, created_at, updated_at, expires_at, version) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], \
+                                  $6::timestamptz[], $7::int8[]) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<Nullable<Text>>, _>(reasons)
+        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.created_at()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(expires)
+        .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        if n != inserts.len() {
+            return Err(TxError::Conflict);
+        }
+        let lines: Vec<(&str, &inventory_domain::LineItem)> = inserts
+            .iter()
+            .flat_map(|w| {
+                w.reservation
+                    .lines()
+                    .iter()
+                    .map(move |l| (w.reservation.order_id().as_str(), l))
+            })
+            .collect();
+        if !lines.is_empty() {
+            diesel::sql_query(
+                "INSERT INTO reservation_lines (order_id, product_id, quantity) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])",
+            )
+            .bind::<Array<Text>, _>(lines.iter().map(|(o, _)| (*o).to_owned()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(lines.iter().map(|(_, l)| l.product_id.to_string()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(
+                lines
+                    .iter()
+                    .map(|(_, l)| to_i32(l.quantity))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .execute(conn)
+            .await?;
+        }
+    }
+    if !updates.is_empty() {
+        let (ids, statuses, reasons, expires) = columns(&updates);
+        let n = diesel::sql_query(
+            "UPDATE reservations AS r \
+             SET status = v.status, reason = v.reason, updated_at = v.updated_at, expires_at = v.expires_at, \
+                 version = v.version \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int8[], \
+                         $7::int8[]) AS v(order_id, status, reason, updated_at, expires_at, version, expected) \
+             WHERE r.order_id = v.order_id AND r.version = v.expected",
+        )
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<Nullable<Text>>, _>(reasons)
+        .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(expires)
+        .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(
+            updates
+                .iter()
+                .map(|w| w.expected_version.unwrap_or(-1))
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await?;
+        if n != updates.len() {
+            return Err(TxError::Conflict);
+        }
+    }
+    Ok(())
+}
+
+async fn write_processed(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let events = &changes.processed_events;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = diesel::sql_query(
+        "INSERT INTO processed_events (event_id, order_id, outcome, processed_at) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.order_id.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.outcome.to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.processed_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    // Another consumer processed one of them meanwhile: redo the batch from fresh state.
+    if n != events.len() {
+        return Err(TxError::Conflict);
+    }
+    Ok(())
+}
+
+async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let events = &changes.outbox;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let payloads = events
+        .iter()
+        .map(|e| serde_json::to_value(e).map_err(|err| TxError::Invalid(err.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    diesel::sql_query(
+        "INSERT INTO outbox (event_id, event_type, message_key, payload, created_at) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[])",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        events
+            .iter()
+            .map(|e| e.event.event_type().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        events
+            .iter()
+            .map(|e| e.event.order_id().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Jsonb>, _>(payloads)
+    .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_adjustments(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+    let rows = &changes.adjustments;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO stock_adjustments (product_id, old_quantity, new_quantity, delta, reason, actor, note, created_at) \
+         SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::text[], $6::text[], $7::text[], \
+                              $8::timestamptz[])",
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|a| a.product_id.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(|a| to_i32(a.old_quantity)).collect::<Result<Vec<_>, _>>()?)
+    .bind::<Array<Integer>, _>(rows.iter().map(|a| to_i32(a.new_quantity)).collect::<Result<Vec<_>, _>>()?)
+    .bind::<Array<Integer>, _>(
+        rows.iter()
+            .map(|a| i32::try_from(a.delta()).map_err(|_| TxError::Invalid("delta out of range".into())))
+            .collect::<Result<Vec<_>, _>>()?,
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|a| a.reason.as_str().to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|a| a.actor.0.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|a| a.note.clone()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
