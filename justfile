@@ -88,3 +88,18 @@ bench: stack-up
     command -v pgbench >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-contrib; }
     cargo build --release -p inventory-app -p inventory-tests --bin inventory-app --bin inventory-bench
     ./target/release/inventory-bench
+
+# Fuzz the running API from its OpenAPI document with schemathesis (pip); no answer may be a 5xx.
+fuzz-api: stack-up
+    #!/usr/bin/env bash
+    set -euo pipefail
+    set -a; source .local/stack.env; set +a
+    command -v st >/dev/null || pip install --quiet schemathesis
+    export JWT_SECRET="${JWT_SECRET:-$(just --quiet _dev-secret)}"
+    cargo build --release -p inventory-app
+    HTTP_ADDR=127.0.0.1:18181 ./target/release/inventory-app serve & pid=$!
+    trap 'kill $pid' EXIT
+    for _ in $(seq 50); do curl -sf http://127.0.0.1:18181/health/live >/dev/null && break; sleep 0.2; done
+    token="$(./target/release/inventory-app token --role ADMIN --role SYSTEM)"
+    st run http://127.0.0.1:18181/api-docs/openapi.json -H "Authorization: Bearer $token" \
+      --checks not_a_server_error --max-examples 200

@@ -56,10 +56,15 @@ impl From<&Inventory> for StockView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AddRequest {
     /// 1 to 64 printable characters.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     product_id: String,
     /// 1 to 1,000,000.
     #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "whole_number")]
     quantity: i64,
 }
 
@@ -67,16 +72,40 @@ pub(crate) struct AddRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AuditRequest {
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     product_id: String,
     /// The count, 0 or more; refused below what is reserved.
     #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "whole_number")]
     quantity: i64,
     /// CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION or OTHER.
     #[schema(pattern = "^(CYCLE_COUNT|DAMAGED|SHRINKAGE|RECEIVED|CORRECTION|OTHER)$")]
     reason: String,
     /// The version the count was taken against; 409 when it moved on.
+    #[serde(default, deserialize_with = "optional_whole_number")]
     expected_version: Option<i64>,
+}
+
+/// An integer, also when written with a zero fraction (`4.0`), as JSON Schema counts it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("must be an integer, got {n}")))
+}
+
+fn optional_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?
+        .map(|n| whole_number(serde_json::Value::Number(n)).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// One manual change of a count.

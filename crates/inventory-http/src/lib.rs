@@ -49,11 +49,9 @@ pub fn routes<R: InventoryRepository + 'static, C: Clock + 'static>(cfg: &mut we
             ("GET", "/api-docs/openapi.json") => web::get().to(ops::openapi),
             (method, path) => panic!("the API table lists {method} {path}, which has no handler"),
         };
-        cfg.service(
-            web::resource(route.path)
-                .route(handler)
-                .default_service(web::to(ops::method_not_allowed)),
-        );
+        let allow = route.method;
+        let not_allowed = web::to(move || ops::method_not_allowed(allow));
+        cfg.service(web::resource(route.path).route(handler).default_service(not_allowed));
     }
 }
 

@@ -12,6 +12,17 @@ use utoipa::openapi::{
 use crate::handlers::{AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, StockView};
 use crate::problem::{FieldError, ProblemDoc};
 
+/// What a product id must look like: no control characters, no whitespace at the ends.
+pub const PRODUCT_ID_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$";
+
+fn product_id_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .pattern(Some(PRODUCT_ID_PATTERN))
+}
+
 /// One route of the API.
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
@@ -30,7 +41,7 @@ pub struct Route {
     /// Error statuses it can answer.
     pub errors: &'static [u16],
     /// Query parameters.
-    pub query: &'static [(&'static str, &'static str)],
+    pub query: &'static [(&'static str, &'static str, i64, i64)],
 }
 
 /// Every route, literal paths before parameterised ones (registration order).
@@ -73,7 +84,10 @@ pub const API: &[Route] = &[
         body: None,
         ok: "AdjustmentPage",
         errors: &[401, 403, 404, 422, 503],
-        query: &[("limit", "1 to 500, default 50"), ("before", "an id from nextBefore")],
+        query: &[
+            ("limit", "1 to 500, default 50", 1, 500),
+            ("before", "an id from nextBefore", 1, i64::MAX),
+        ],
     },
     Route {
         method: "GET",
@@ -136,12 +150,7 @@ fn json_content(name: &str) -> utoipa::openapi::Content {
         "ids" => ContentBuilder::new()
             .schema(Some(
                 utoipa::openapi::schema::ArrayBuilder::new()
-                    .items(
-                        ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .min_length(Some(1))
-                            .max_length(Some(64)),
-                    )
+                    .items(product_id_schema())
                     .min_items(Some(1))
                     .max_items(Some(1000)),
             ))
@@ -187,22 +196,22 @@ pub fn document() -> OpenApi {
                     .name("productId")
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(
-                        ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .min_length(Some(1))
-                            .max_length(Some(64)),
-                    )),
+                    .schema(Some(product_id_schema())),
             );
         }
-        for (name, description) in route.query {
+        for (name, description, min, max) in route.query {
             op = op.parameter(
                 ParameterBuilder::new()
                     .name(*name)
                     .parameter_in(ParameterIn::Query)
                     .required(Required::False)
                     .description(Some(*description))
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer))),
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(*min))
+                            .maximum(Some(*max)),
+                    )),
             );
         }
         if route.method == "POST" && route.path != "/api/inventory/check" {

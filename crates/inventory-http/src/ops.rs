@@ -93,8 +93,13 @@ pub(crate) async fn not_found() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::NotFound)
 }
 
-pub(crate) async fn method_not_allowed() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
+/// 405 naming the one method the route serves (RFC 9110 requires `Allow`).
+pub(crate) async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    response
+        .headers_mut()
+        .insert(actix_web::http::header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 pub(crate) async fn openapi() -> HttpResponse {

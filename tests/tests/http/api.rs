@@ -244,11 +244,26 @@ async fn status_table_of_every_endpoint() {
 
     // Fallbacks
     assert_problem(&call(&app, Method::GET, "/nowhere", None, None).await, 404, "NOT_FOUND");
-    assert_problem(
-        &call(&app, Method::DELETE, "/api/inventory/add", Some(&admin), None).await,
-        405,
-        "METHOD_NOT_ALLOWED",
-    );
+    let reply = call(&app, Method::DELETE, "/api/inventory/add", Some(&admin), None).await;
+    assert_problem(&reply, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(reply.headers["allow"], "POST", "405 names the allowed method");
+    // JSON Schema's integers include 2.0; 2.5 is no integer.
+    let reply = post(
+        &app,
+        "/api/inventory/add",
+        Some(&admin),
+        &json!({"productId": "p-2", "quantity": 2.0}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let reply = post(
+        &app,
+        "/api/inventory/add",
+        Some(&admin),
+        &json!({"productId": "p-2", "quantity": 2.5}),
+    )
+    .await;
+    assert_eq!(field_of(&reply), "quantity");
     app.stop().await;
 }
 
