@@ -59,7 +59,12 @@ pub struct Application {
     http_addr: SocketAddr,
     server: actix_web::dev::Server,
     shutdown: CancellationToken,
-    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    /// Stops what writes to the database (consumer, sweeper, purge, gauges).
+    stop_writers: CancellationToken,
+    writers: Vec<(&'static str, JoinHandle<()>)>,
+    /// Stops the relay, after the writers, so its last drain sees their last commit.
+    stop_relay: CancellationToken,
+    relay: Option<JoinHandle<()>>,
     publisher: Option<KafkaPublisher>,
     service: Service,
 }
@@ -83,24 +88,24 @@ impl Application {
         };
         let service = InventoryService::new(Arc::new(repo.clone()), Arc::new(SystemClock), config);
         let shutdown = CancellationToken::new();
+        let stop_writers = CancellationToken::new();
+        let stop_relay = CancellationToken::new();
         let mut tasks = Vec::new();
+        let mut relay = None;
 
         let publisher = match settings.kafka.config() {
             Some(kafka) => {
                 inventory_kafka::ensure_topics(&kafka).await?;
                 let publisher = KafkaPublisher::new(&kafka)?;
                 let consumer = SagaConsumer::new(&kafka, service.clone(), publisher.producer().clone())?;
-                tasks.push(("saga consumer", tokio::spawn(consumer.run(shutdown.child_token()))));
-                tasks.push((
-                    "outbox relay",
-                    tokio::spawn(inventory_kafka::run_relay(
-                        Arc::new(repo.clone()),
-                        Arc::new(publisher.clone()),
-                        repo.outbox_notifier(),
-                        Duration::from_millis(250),
-                        shutdown.child_token(),
-                    )),
-                ));
+                tasks.push(("saga consumer", tokio::spawn(consumer.run(stop_writers.clone()))));
+                relay = Some(tokio::spawn(inventory_kafka::run_relay(
+                    Arc::new(repo.clone()),
+                    Arc::new(publisher.clone()),
+                    repo.outbox_notifier(),
+                    Duration::from_millis(250),
+                    stop_relay.clone(),
+                )));
                 tracing::info!(bootstrap = %kafka.bootstrap_servers, "saga enabled");
                 Some(publisher)
             }
@@ -114,16 +119,16 @@ impl Application {
             tokio::spawn(sweep_expired(
                 service.clone(),
                 settings.expiry_sweep_interval_ms,
-                shutdown.child_token(),
+                stop_writers.clone(),
             )),
         ));
         tasks.push((
             "retention purge",
-            tokio::spawn(purge(repo.clone(), settings.retention_hours, shutdown.child_token())),
+            tokio::spawn(purge(repo.clone(), settings.retention_hours, stop_writers.clone())),
         ));
         tasks.push((
             "gauges",
-            tokio::spawn(gauges(repo.clone(), service.clone(), shutdown.child_token())),
+            tokio::spawn(gauges(repo.clone(), service.clone(), stop_writers.clone())),
         ));
 
         let listener = TcpListener::bind(settings.http_addr)?;
@@ -146,7 +151,10 @@ impl Application {
             http_addr,
             server,
             shutdown,
-            tasks,
+            stop_writers,
+            writers: tasks,
+            stop_relay,
+            relay,
             publisher,
             service,
         })
@@ -182,11 +190,20 @@ impl Application {
             tracing::warn!("HTTP did not stop within 15 s");
         }
         let _ = server.await;
-        for (name, task) in self.tasks {
+        // The consumer finishes its batch and commits offsets; then nothing writes any more.
+        self.stop_writers.cancel();
+        for (name, task) in self.writers {
             match tokio::time::timeout(Duration::from_secs(20), task).await {
                 Ok(_) => tracing::debug!(task = name, "stopped"),
                 Err(_) => tracing::warn!(task = name, "did not stop within 20 s"),
             }
+        }
+        // Only now does the relay drain for the last time: it sees every commit.
+        self.stop_relay.cancel();
+        if let Some(relay) = self.relay
+            && tokio::time::timeout(Duration::from_secs(20), relay).await.is_err()
+        {
+            tracing::warn!("the outbox relay did not stop within 20 s");
         }
         if let Some(publisher) = self.publisher
             && let Err(e) = publisher.flush(Duration::from_secs(10))

@@ -1,5 +1,5 @@
-//! The service binary killed (SIGKILL) mid-stream and started again loses
-//! no outcome and gives no order a second, different one.
+//! The service binary stopped mid-stream, by SIGKILL or by SIGTERM, and
+//! started again loses no outcome and gives no order a second, different one.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,33 @@ impl Service {
         self.0.kill().expect("SIGKILL");
         self.0.wait().expect("reaped");
     }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(exit) = self.0.try_wait().expect("wait") {
+                assert!(exit.success(), "a graceful stop exits 0, got {exit}");
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Kill,
+    Terminate,
 }
 
 impl Drop for Service {
@@ -49,6 +76,15 @@ fn start(db: &TestDb, topics: &Topics) -> Service {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_restarted_mid_stream_loses_no_outcome() {
+    interrupted_mid_stream(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_mid_stream_finishes_in_flight_work_and_loses_no_outcome() {
+    interrupted_mid_stream(Stop::Terminate).await;
+}
+
+async fn interrupted_mid_stream(stop: Stop) {
     let db = TestDb::new().await;
     let topics = Topics::new();
     let mut conn = db.conn().await;
@@ -102,15 +138,25 @@ async fn killed_and_restarted_mid_stream_loses_no_outcome() {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    child.kill();
+    match stop {
+        Stop::Kill => child.kill(),
+        Stop::Terminate => {
+            child.terminate();
+            // Everything committed was published before the exit: the outbox was drained.
+            let pending: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(pending.n, 0, "a graceful stop leaves no committed event unpublished");
+        }
+    }
     let done: Count = diesel::sql_query("SELECT count(*) AS n FROM reservations")
         .get_result(&mut conn)
         .await
         .unwrap();
-    eprintln!("killed after {} of {orders} orders were handled", done.n);
     assert!(
         done.n < orders as i64,
-        "the kill must land mid-stream ({} of {orders} orders were handled)",
+        "the stop must land mid-stream ({} of {orders} orders were handled)",
         done.n
     );
 

@@ -45,8 +45,21 @@ pub async fn run_relay<S: OutboxStore + ?Sized, P: EventPublisher + 'static>(
             _ = shutdown.cancelled() => break,
         }
     }
-    match store.relay(RELAY_BATCH, &*publisher).await {
-        Ok(n) => tracing::info!(published = n, "outbox relay stopped"),
-        Err(e) => tracing::warn!(error = %e, "outbox relay stopped with events left in the outbox"),
+    // Drain what the stopped writers left, batch after batch.
+    let mut published = 0;
+    loop {
+        match store.relay(RELAY_BATCH, &*publisher).await {
+            Ok(n) => {
+                published += n;
+                if (n as i64) < RELAY_BATCH {
+                    tracing::info!(published, "outbox relay stopped");
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay stopped with events left in the outbox");
+                return;
+            }
+        }
     }
 }
