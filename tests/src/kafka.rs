@@ -72,6 +72,22 @@ impl Default for Topics {
     }
 }
 
+/// An `OrderCreatedEvent` with a fresh event id and the full envelope.
+pub fn order_created(order: &str, items: &[(&str, i64)]) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(p, q)| serde_json::json!({"productId": p, "quantity": q}))
+        .collect();
+    serde_json::json!({
+        "eventId": uuid::Uuid::new_v4(),
+        "eventType": "OrderCreatedEvent",
+        "occurredAt": chrono::Utc::now().to_rfc3339(),
+        "correlationId": format!("corr-{order}"),
+        "orderId": order,
+        "items": items,
+    })
+}
+
 /// A producer for test input.
 pub fn producer() -> FutureProducer {
     ClientConfig::new()

@@ -6,26 +6,11 @@ use std::time::Duration;
 use inventory_domain::{Actor, ProductId, Quantity};
 use inventory_tests::app::{AppOptions, TestApp};
 use inventory_tests::db::TestDb;
-use inventory_tests::kafka::{Reader, Topics, producer, send, send_json};
+use inventory_tests::kafka::{Reader, Topics, order_created, producer, send, send_json};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn created(order: &str, items: &[(&str, i64)]) -> Value {
-    let items: Vec<Value> = items
-        .iter()
-        .map(|(p, q)| json!({"productId": p, "quantity": q}))
-        .collect();
-    json!({
-        "eventId": Uuid::new_v4(),
-        "eventType": "OrderCreatedEvent",
-        "occurredAt": "2026-11-26T10:00:00Z",
-        "correlationId": format!("corr-{order}"),
-        "orderId": order,
-        "items": items,
-    })
-}
 
 fn simple(event_type: &str, order: &str) -> Value {
     json!({"eventId": Uuid::new_v4(), "eventType": event_type, "orderId": order})
@@ -73,7 +58,7 @@ async fn happy_path_reserves_and_announces_it() {
     stock(&app, "p-1", 10).await;
     let outcomes = Reader::new(&app.topics.inventory);
     let p = producer();
-    let order = created("o-1", &[("p-1", 3)]);
+    let order = order_created("o-1", &[("p-1", 3)]);
     send_json(&p, &app.topics.orders, &order).await;
 
     let out = outcomes.next(WAIT, "the reservation outcome").await;
@@ -118,8 +103,13 @@ async fn short_order_names_each_short_line_and_holds_nothing() {
     stock(&app, "b", 5).await;
     let outcomes = Reader::new(&app.topics.inventory);
     let p = producer();
-    send_json(&p, &app.topics.orders, &created("o-short", &[("a", 2), ("b", 1)])).await;
-    send_json(&p, &app.topics.orders, &created("o-unknown", &[("b", 1), ("nope", 1)])).await;
+    send_json(&p, &app.topics.orders, &order_created("o-short", &[("a", 2), ("b", 1)])).await;
+    send_json(
+        &p,
+        &app.topics.orders,
+        &order_created("o-unknown", &[("b", 1), ("nope", 1)]),
+    )
+    .await;
 
     let out = outcomes.take(2, WAIT, "two failures").await;
     let by_order: HashMap<String, Value> = out
@@ -156,7 +146,12 @@ async fn same_product_twice_in_one_order_is_summed() {
     let app = TestApp::spawn(&db, AppOptions::default()).await;
     stock(&app, "a", 3).await;
     let outcomes = Reader::new(&app.topics.inventory);
-    send_json(&producer(), &app.topics.orders, &created("o-1", &[("a", 1), ("a", 2)])).await;
+    send_json(
+        &producer(),
+        &app.topics.orders,
+        &order_created("o-1", &[("a", 1), ("a", 2)]),
+    )
+    .await;
     let out = outcomes.next(WAIT, "the reservation").await;
     assert_eq!(out.value["eventType"], "InventoryReservedEvent");
     assert_eq!(items(&out.value), vec![("a".to_owned(), 3)]);
@@ -171,17 +166,17 @@ async fn every_event_delivered_twice_changes_things_once() {
     stock(&app, "a", 5).await;
     let outcomes = Reader::new(&app.topics.inventory);
     let p = producer();
-    let create = created("o-1", &[("a", 2)]);
+    let create = order_created("o-1", &[("a", 2)]);
     let cancel = simple("OrderCancelledEvent", "o-1");
     for event in [&create, &create] {
         send_json(&p, &app.topics.orders, event).await;
     }
     // A second create for the same order under a new event id is no new outcome either.
-    send_json(&p, &app.topics.orders, &created("o-1", &[("a", 1)])).await;
+    send_json(&p, &app.topics.orders, &order_created("o-1", &[("a", 1)])).await;
     for event in [&cancel, &cancel] {
         send_json(&p, &app.topics.orders, event).await;
     }
-    send_json(&p, &app.topics.orders, &created("marker", &[("a", 1)])).await;
+    send_json(&p, &app.topics.orders, &order_created("marker", &[("a", 1)])).await;
 
     let out = outcomes.take(3, WAIT, "reserved, released, marker").await;
     let seen: Vec<(String, String)> = out
@@ -213,7 +208,7 @@ async fn cancel_before_create_fails_the_late_create() {
     let outcomes = Reader::new(&app.topics.inventory);
     let p = producer();
     send_json(&p, &app.topics.orders, &simple("OrderCancelledEvent", "o-1")).await;
-    send_json(&p, &app.topics.orders, &created("o-1", &[("a", 2)])).await;
+    send_json(&p, &app.topics.orders, &order_created("o-1", &[("a", 2)])).await;
     let out = outcomes.next(WAIT, "the refusal").await;
     assert_eq!(out.value["eventType"], "StockReservationFailedEvent");
     assert_eq!(out.value["reason"], "ORDER_CANCELLED");
@@ -228,8 +223,8 @@ async fn payment_failed_releases_and_payment_succeeded_commits() {
     stock(&app, "a", 10).await;
     let outcomes = Reader::new(&app.topics.inventory);
     let p = producer();
-    send_json(&p, &app.topics.orders, &created("o-fail", &[("a", 2)])).await;
-    send_json(&p, &app.topics.orders, &created("o-paid", &[("a", 3)])).await;
+    send_json(&p, &app.topics.orders, &order_created("o-fail", &[("a", 2)])).await;
+    send_json(&p, &app.topics.orders, &order_created("o-paid", &[("a", 3)])).await;
     outcomes.take(2, WAIT, "two reservations").await;
     assert_eq!(counts(&app, "a").await, (10, 5));
 
@@ -244,7 +239,7 @@ async fn payment_failed_releases_and_payment_succeeded_commits() {
     send_json(&p, &app.topics.payments, &simple("PaymentSucceededEvent", "o-paid")).await;
     // Cancel after commit must do nothing; the marker shows it was consumed.
     send_json(&p, &app.topics.orders, &simple("OrderCancelledEvent", "o-paid")).await;
-    send_json(&p, &app.topics.orders, &created("marker", &[("a", 1)])).await;
+    send_json(&p, &app.topics.orders, &order_created("marker", &[("a", 1)])).await;
     let next = outcomes.next(WAIT, "the marker").await;
     assert_eq!(
         next.value["orderId"], "marker",
@@ -269,7 +264,7 @@ async fn expired_holds_are_released_with_reason_expired() {
     let app = TestApp::spawn(&db, options).await;
     stock(&app, "a", 4).await;
     let outcomes = Reader::new(&app.topics.inventory);
-    send_json(&producer(), &app.topics.orders, &created("o-1", &[("a", 4)])).await;
+    send_json(&producer(), &app.topics.orders, &order_created("o-1", &[("a", 4)])).await;
     assert_eq!(
         outcomes.next(WAIT, "the reservation").await.value["eventType"],
         "InventoryReservedEvent"
@@ -327,7 +322,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
     for (_, payload) in &poison {
         send(&p, &app.topics.orders, "k", payload, &[("trace", "t-1")]).await;
     }
-    let mut good = created("k", &[("a", 2)]);
+    let mut good = order_created("k", &[("a", 2)]);
     good["orderId"] = json!("k");
     send_json(&p, &app.topics.orders, &good).await;
 
@@ -372,7 +367,7 @@ async fn unknown_types_are_skipped_and_types_come_from_headers_too() {
     send_json(&p, &app.topics.orders, &simple("OrderShippedEvent", "o-x")).await;
 
     // CloudEvents binary mode: the type is in ce_type only.
-    let mut by_ce = created("o-ce", &[("a", 1)]);
+    let mut by_ce = order_created("o-ce", &[("a", 1)]);
     by_ce.as_object_mut().unwrap().remove("eventType");
     send(
         &p,
@@ -383,7 +378,7 @@ async fn unknown_types_are_skipped_and_types_come_from_headers_too() {
     )
     .await;
     // Spring Kafka: the type is the class name in __TypeId__.
-    let mut by_spring = created("o-spring", &[("a", 2)]);
+    let mut by_spring = order_created("o-spring", &[("a", 2)]);
     by_spring.as_object_mut().unwrap().remove("eventType");
     let spring = [("__TypeId__", "com.shop.order.events.OrderCreatedEvent")];
     send(
@@ -452,7 +447,7 @@ async fn five_hundred_orders_race_for_fifty_units_across_partitions_and_instance
     let sends = (0..500).map(|i| {
         let p = p.clone();
         let topic = topics.orders.clone();
-        async move { send_json(&p, &topic, &created(&format!("race-{i}"), &[("hot", 1)])).await }
+        async move { send_json(&p, &topic, &order_created(&format!("race-{i}"), &[("hot", 1)])).await }
     });
     futures_join_all(sends).await;
 
@@ -499,7 +494,7 @@ async fn a_database_outage_pauses_consumption_and_loses_nothing() {
 
     proxy.cut();
     for i in 0..5 {
-        send_json(&p, &app.topics.orders, &created(&format!("o-{i}"), &[("a", 1)])).await;
+        send_json(&p, &app.topics.orders, &order_created(&format!("o-{i}"), &[("a", 1)])).await;
     }
     let ready = inventory_tests::http::client()
         .get(app.url("/health/ready"))

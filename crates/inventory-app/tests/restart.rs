@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use inventory_tests::db::TestDb;
-use inventory_tests::kafka::{Reader, Topics, producer, send_json};
+use inventory_tests::kafka::{Reader, Topics, order_created, producer, send_json};
 use inventory_tests::stack;
-use serde_json::json;
 
 /// The service process; killed (SIGKILL) when dropped, so a failing test leaves none behind.
 struct Service(Child);
@@ -94,13 +93,7 @@ async fn interrupted_mid_stream(stop: Stop) {
     let orders = 1500;
     let p = producer();
     for i in 0..orders {
-        let event = json!({
-            "eventId": uuid::Uuid::new_v4(),
-            "eventType": "OrderCreatedEvent",
-            "orderId": format!("o-{i}"),
-            "items": [{"productId": "p", "quantity": 1}],
-        });
-        send_json(&p, &topics.orders, &event).await;
+        send_json(&p, &topics.orders, &order_created(&format!("o-{i}"), &[("p", 1)])).await;
     }
     let outcomes = Reader::new(&topics.inventory);
 

@@ -103,9 +103,6 @@ impl<T> Slot<T> {
             dirty: true,
         }
     }
-    fn next_version(&self) -> i64 {
-        self.stored_version.map_or(0, |v| v + 1)
-    }
 }
 
 /// The unit of work.
@@ -133,12 +130,18 @@ impl Ledger {
             stock: snapshot
                 .stock
                 .into_iter()
-                .map(|inv| (inv.product_id().clone(), Slot::stored(inv.clone(), inv.version())))
+                .map(|inv| {
+                    let version = inv.version();
+                    (inv.product_id().clone(), Slot::stored(inv, version))
+                })
                 .collect(),
             reservations: snapshot
                 .reservations
                 .into_iter()
-                .map(|r| (r.order_id().clone(), Slot::stored(r.clone(), r.version())))
+                .map(|r| {
+                    let version = r.version();
+                    (r.order_id().clone(), Slot::stored(r, version))
+                })
                 .collect(),
             seen_events: snapshot.processed_events.into_iter().collect(),
             processed: Vec::new(),
@@ -448,7 +451,7 @@ impl Ledger {
             .filter(|s| s.dirty)
             .map(|s| StockWrite {
                 expected_version: s.stored_version,
-                inventory: s.value.clone().with_version(s.next_version()),
+                inventory: s.value.with_version(s.stored_version.map_or(0, |v| v + 1)),
             })
             .collect();
         let mut reservations: Vec<ReservationWrite> = self
@@ -457,7 +460,7 @@ impl Ledger {
             .filter(|s| s.dirty)
             .map(|s| ReservationWrite {
                 expected_version: s.stored_version,
-                reservation: s.value.clone().with_version(s.next_version()),
+                reservation: s.value.with_version(s.stored_version.map_or(0, |v| v + 1)),
             })
             .collect();
         reservations.sort_by(|a, b| a.reservation.order_id().cmp(b.reservation.order_id()));

@@ -56,11 +56,7 @@ impl From<&Inventory> for StockView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AddRequest {
     /// 1 to 64 printable characters.
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
-    )]
+    #[schema(schema_with = crate::openapi::product_id_schema)]
     product_id: String,
     /// 1 to 1,000,000.
     #[schema(minimum = 1, maximum = 1_000_000)]
@@ -72,11 +68,7 @@ pub(crate) struct AddRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AuditRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
-    )]
+    #[schema(schema_with = crate::openapi::product_id_schema)]
     product_id: String,
     /// The count, 0 or more; refused below what is reserved.
     #[schema(minimum = 0, maximum = 1_000_000_000)]

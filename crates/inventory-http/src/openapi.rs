@@ -15,7 +15,8 @@ use crate::problem::{FieldError, ProblemDoc};
 /// What a product id must look like: no control characters, no whitespace at the ends.
 pub const PRODUCT_ID_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$";
 
-fn product_id_schema() -> ObjectBuilder {
+/// The schema of a product id, wherever one appears.
+pub(crate) fn product_id_schema() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))

@@ -120,14 +120,19 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
     /// Handles a batch; false when shutdown interrupted it (offsets not stored).
     async fn process(&self, batch: &[Record], shutdown: &CancellationToken) -> bool {
         metrics::histogram!("inventory_consumer_batch_size").record(batch.len() as f64);
-        let mut events: Vec<(IncomingEvent, &'static str, usize)> = Vec::new();
+        // The decoded commands, and for each its type and its record's place in the batch.
+        let mut commands: Vec<IncomingEvent> = Vec::new();
+        let mut origins: Vec<(&'static str, usize)> = Vec::new();
         for (index, record) in batch.iter().enumerate() {
             let raw = RawRecord {
                 payload: record.message.payload(),
                 headers: &record.headers,
             };
             match decode(raw) {
-                Decoded::Event { event, event_type } => events.push((event, event_type, index)),
+                Decoded::Event { event, event_type } => {
+                    commands.push(event);
+                    origins.push((event_type, index));
+                }
                 Decoded::Skip { event_type } => {
                     metrics::counter!("inventory_events_skipped_total").increment(1);
                     tracing::debug!(%event_type, topic = record.message.topic(), "skipping an event of another type");
@@ -139,7 +144,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 }
             }
         }
-        if !events.is_empty() && !self.handle(&events, batch, shutdown).await {
+        if !commands.is_empty() && !self.handle(&commands, &origins, batch, shutdown).await {
             return false;
         }
         for record in batch {
@@ -154,17 +159,17 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
 
     async fn handle(
         &self,
-        events: &[(IncomingEvent, &'static str, usize)],
+        commands: &[IncomingEvent],
+        origins: &[(&'static str, usize)],
         batch: &[Record],
         shutdown: &CancellationToken,
     ) -> bool {
-        let commands: Vec<IncomingEvent> = events.iter().map(|(e, _, _)| e.clone()).collect();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.service.handle_events(&commands).await {
+            match self.service.handle_events(commands).await {
                 Ok(outcomes) => {
-                    for ((_, event_type, _), outcome) in events.iter().zip(&outcomes) {
+                    for ((event_type, _), outcome) in origins.iter().zip(&outcomes) {
                         count(event_type, *outcome);
                     }
                     return true;
@@ -178,7 +183,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "batch keeps failing; handling its events one by one");
-                    return self.isolate(events, batch, shutdown).await;
+                    return self.isolate(commands, origins, batch, shutdown).await;
                 }
             }
         }
@@ -186,11 +191,12 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
 
     async fn isolate(
         &self,
-        events: &[(IncomingEvent, &'static str, usize)],
+        commands: &[IncomingEvent],
+        origins: &[(&'static str, usize)],
         batch: &[Record],
         shutdown: &CancellationToken,
     ) -> bool {
-        for (event, event_type, index) in events {
+        for (event, (event_type, index)) in commands.iter().zip(origins) {
             let mut attempt = 0u32;
             loop {
                 attempt += 1;

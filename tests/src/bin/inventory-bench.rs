@@ -22,11 +22,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use inventory_tests::kafka::order_created;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::json;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -201,19 +201,26 @@ async fn publish_orders(
     let mut pending = Vec::with_capacity(orders);
     for i in 0..orders {
         let order_id = format!("{run}-o{i}");
-        let payload = json!({
-            "eventId": uuid::Uuid::new_v4(),
-            "eventType": "OrderCreatedEvent",
-            "orderId": order_id,
-            "items": [{"productId": product(i), "quantity": 1}],
-        })
-        .to_string();
+        let payload = order_created(&order_id, &[(&product(i), 1)]).to_string();
         let record = FutureRecord::to(&topic).key(&order_id).payload(&payload);
         pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
     }
     for delivery in pending {
         delivery.await?.map_err(|(e, _)| e)?;
     }
+    Ok(())
+}
+
+/// Publishes one single-unit order and waits for the broker's acknowledgement.
+async fn send_order(producer: &FutureProducer, topic: &str, order_id: &str, product: &str) -> Result<(), Error> {
+    let payload = order_created(order_id, &[(product, 1)]).to_string();
+    producer
+        .send(
+            FutureRecord::to(topic).key(order_id).payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
     Ok(())
 }
 
@@ -236,16 +243,7 @@ async fn drain(consumer: &StreamConsumer, run: &str, n: usize) -> Result<(), Err
 async fn warm_up(producer: &FutureProducer, consumer: &StreamConsumer, run: &str, product: &str) -> Result<(), Error> {
     let topic = format!("{run}.order-events");
     let order_id = format!("{run}-warm-up");
-    let payload = json!({"eventId": uuid::Uuid::new_v4(), "eventType": "OrderCreatedEvent", "orderId": order_id,
-                         "items": [{"productId": product, "quantity": 1}]})
-    .to_string();
-    producer
-        .send(
-            FutureRecord::to(&topic).key(&order_id).payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)?;
+    send_order(producer, &topic, &order_id, product).await?;
     drain(consumer, run, 1).await
 }
 
@@ -349,17 +347,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     eprintln!("[bench] rep {rep}: outcome latency at low load");
     for i in 0..30 {
         let order_id = format!("{spread}-lat{i}");
-        let payload = json!({"eventId": uuid::Uuid::new_v4(), "eventType": "OrderCreatedEvent", "orderId": order_id,
-                             "items": [{"productId": "p1", "quantity": 1}]})
-        .to_string();
-        let topic = format!("{spread}.order-events");
-        producer
-            .send(
-                FutureRecord::to(&topic).key(&order_id).payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
+        send_order(&producer, &format!("{spread}.order-events"), &order_id, "p1").await?;
         let sent = Instant::now();
         loop {
             let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
