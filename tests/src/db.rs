@@ -65,7 +65,11 @@ impl Drop for TestDb {
             rt.block_on(async {
                 if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
                     let _ = conn
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        // A failed test may leave a transaction holding locks in the schema: give up
+                        // rather than hang (the schema is then left behind, under its unique name).
+                        .batch_execute(&format!(
+                            "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        ))
                         .await;
                 }
             });

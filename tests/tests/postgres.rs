@@ -396,3 +396,111 @@ async fn purge_removes_only_old_processed_events_published_outbox_rows_and_keys(
     assert_eq!(backlog.pending, 1);
     assert!(backlog.oldest_age_ms >= 9 * 24 * 3600 * 1000);
 }
+
+/// Records what it publishes; while `gate` is closed it holds the relay (and its lock) inside `publish`.
+struct GatedPublisher {
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+    published: std::sync::Mutex<Vec<String>>,
+}
+
+impl GatedPublisher {
+    fn new(open: bool) -> Self {
+        Self {
+            entered: tokio::sync::Notify::new(),
+            gate: tokio::sync::Semaphore::new(if open { tokio::sync::Semaphore::MAX_PERMITS } else { 0 }),
+            published: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventPublisher for GatedPublisher {
+    async fn publish(&self, events: &[PendingEvent]) -> Result<(), PublishError> {
+        self.entered.notify_one();
+        let _permit = self.gate.acquire().await.expect("gate");
+        self.published
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| e.key.clone()));
+        Ok(())
+    }
+}
+
+/// Opens the gate when dropped, so a failing assertion does not leave the held relay's transaction open.
+struct OpenOnDrop(Arc<GatedPublisher>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.gate.add_permits(1);
+    }
+}
+
+struct FailingPublisher;
+
+#[async_trait::async_trait]
+impl EventPublisher for FailingPublisher {
+    async fn publish(&self, _: &[PendingEvent]) -> Result<(), PublishError> {
+        Err(PublishError("broker unreachable".into()))
+    }
+}
+
+async fn pending_outbox(db: &TestDb, keys: &[&str]) {
+    let values: Vec<String> = keys
+        .iter()
+        .map(|k| format!("(gen_random_uuid(), 'E', '{k}', '{{}}')"))
+        .collect();
+    db.conn()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO outbox (event_id, event_type, message_key, payload) VALUES {}",
+            values.join(",")
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_at_a_time_per_outbox_and_other_schemas_never_wait() {
+    let (db_a, db_b) = (TestDb::new().await, TestDb::new().await);
+    pending_outbox(&db_a, &["a1", "a2"]).await;
+    pending_outbox(&db_b, &["b1", "b2"]).await;
+    let (first, second, other) = (repo(&db_a, 2), repo(&db_a, 2), repo(&db_b, 2));
+
+    // A publish that fails leaves every event in the outbox.
+    let failed = OutboxStore::relay(&first, 100, &FailingPublisher).await;
+    assert!(failed.is_err(), "a failed publish is an error, got {failed:?}");
+    assert_eq!(OutboxStore::backlog(&first).await.unwrap().pending, 2);
+
+    let held = Arc::new(GatedPublisher::new(false));
+    let holder = {
+        let held = held.clone();
+        tokio::spawn(async move { OutboxStore::relay(&first, 100, &*held).await })
+    };
+    let release = OpenOnDrop(held.clone());
+    tokio::time::timeout(Duration::from_secs(10), held.entered.notified())
+        .await
+        .expect("the first relay reaches publish");
+
+    let open = GatedPublisher::new(true);
+    assert_eq!(
+        OutboxStore::relay(&second, 100, &open).await.unwrap(),
+        Relayed::Busy,
+        "a second relay of the same outbox keeps out"
+    );
+    assert_eq!(
+        OutboxStore::relay(&other, 100, &open).await.unwrap(),
+        Relayed::Published(2),
+        "a relay of another schema's outbox does not wait"
+    );
+    assert_eq!(*open.published.lock().unwrap(), ["b1", "b2"]);
+
+    drop(release);
+    assert_eq!(holder.await.unwrap().unwrap(), Relayed::Published(2));
+    assert_eq!(*held.published.lock().unwrap(), ["a1", "a2"], "in outbox order");
+    assert_eq!(
+        OutboxStore::relay(&second, 100, &open).await.unwrap(),
+        Relayed::Published(0)
+    );
+    assert_eq!(OutboxStore::backlog(&second).await.unwrap().pending, 0);
+}

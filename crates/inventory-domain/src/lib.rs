@@ -21,7 +21,7 @@ pub use inventory::{InvalidStockRow, Inventory, StockError};
 pub use ledger::{AdjustError, Inconsistency, Ledger, Outcome};
 pub use ports::{
     Adjustment, AdjustmentRecord, ChangeSet, Clock, EventPublisher, IdempotencyRecord, IdempotentRequest,
-    InventoryRepository, LoadRequest, OutboxBacklog, OutboxStore, PendingEvent, ProcessedEvent, PublishError,
+    InventoryRepository, LoadRequest, OutboxBacklog, OutboxStore, PendingEvent, ProcessedEvent, PublishError, Relayed,
     RepoError, ReservationWrite, Snapshot, StockWrite,
 };
 pub use reservation::{Reservation, ReservationStatus};

@@ -248,14 +248,22 @@ pub struct OutboxBacklog {
     pub oldest_age_ms: i64,
 }
 
+/// What one relay pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed {
+    /// This many events were published (0: none was pending).
+    Published(usize),
+    /// Another relay holds the lock; it publishes what is pending.
+    Busy,
+}
+
 /// The relay side of the transactional outbox.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
     /// Claims up to `limit` unpublished events in order, hands them to
     /// `publisher` and marks them published once it returns `Ok`, all while
-    /// holding a lock that keeps other relays out; returns how many were
-    /// published (0 when another relay holds the lock).
-    async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<usize, RepoError>;
+    /// holding a lock that keeps other relays of the same outbox out.
+    async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<Relayed, RepoError>;
 
     /// Unpublished events and the age of the oldest.
     async fn backlog(&self) -> Result<OutboxBacklog, RepoError>;

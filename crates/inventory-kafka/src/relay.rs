@@ -2,14 +2,18 @@
 //! some, and by a short poll for rows other instances wrote.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use inventory_domain::{EventPublisher, OutboxStore};
+use inventory_domain::{EventPublisher, OutboxStore, Relayed};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Rows published per transaction.
 pub const RELAY_BATCH: i64 = 500;
+
+/// How long the last drain waits for another instance's relay to let go of
+/// the outbox lock.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown`, then drains what is left once.
 pub async fn run_relay<S: OutboxStore + ?Sized, P: EventPublisher + 'static>(
@@ -22,9 +26,9 @@ pub async fn run_relay<S: OutboxStore + ?Sized, P: EventPublisher + 'static>(
     let mut failures = 0u32;
     loop {
         match store.relay(RELAY_BATCH, &*publisher).await {
-            Ok(n) => {
+            Ok(relayed) => {
                 failures = 0;
-                if n as i64 == RELAY_BATCH {
+                if relayed == Relayed::Published(RELAY_BATCH as usize) {
                     continue;
                 }
             }
@@ -45,16 +49,27 @@ pub async fn run_relay<S: OutboxStore + ?Sized, P: EventPublisher + 'static>(
             _ = shutdown.cancelled() => break,
         }
     }
-    // Drain what the stopped writers left, batch after batch.
+    // Drain what the stopped writers left, batch after batch. While another
+    // instance's relay holds the lock, wait for it: its pass may have begun
+    // before our last commit, so only our own pass proves nothing is left.
+    let deadline = Instant::now() + DRAIN_PATIENCE;
     let mut published = 0;
     loop {
         match store.relay(RELAY_BATCH, &*publisher).await {
-            Ok(n) => {
+            Ok(Relayed::Published(n)) => {
                 published += n;
                 if (n as i64) < RELAY_BATCH {
                     tracing::info!(published, "outbox relay stopped");
                     return;
                 }
+            }
+            Ok(Relayed::Busy) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(Relayed::Busy) => {
+                tracing::warn!(
+                    published,
+                    "outbox relay stopped; another instance's relay publishes the rest"
+                );
+                return;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay stopped with events left in the outbox");

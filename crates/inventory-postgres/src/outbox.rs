@@ -5,15 +5,18 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use inventory_domain::{EventPublisher, OutboxBacklog, OutboxStore, PendingEvent, RepoError};
+use inventory_domain::{EventPublisher, OutboxBacklog, OutboxStore, PendingEvent, Relayed, RepoError};
 use uuid::Uuid;
 
 use crate::errors::{TxError, db_error};
 use crate::repository::PgRepository;
 
-/// Key of the transaction-scoped advisory lock that makes one relay active at
-/// a time, so events leave in outbox order even with several instances.
-const RELAY_LOCK: i64 = 0x696e_7665_6e74; // "invent"
+/// First half of the key of the transaction-scoped advisory lock that makes
+/// one relay active at a time, so events leave in outbox order even with
+/// several instances. The second half is the outbox table's OID: advisory
+/// locks are database-wide, and services (or tests) that keep their tables in
+/// other schemas of the same database must not wait on each other.
+const RELAY_LOCK_CLASS: i32 = 0x0069_6e76; // "inv"
 
 #[derive(QueryableByName)]
 struct PendingRow {
@@ -47,16 +50,17 @@ struct BacklogRow {
 
 #[async_trait]
 impl OutboxStore for PgRepository {
-    async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<usize, RepoError> {
+    async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<Relayed, RepoError> {
         let mut conn = self.conn().await?;
-        let published = conn
+        let relayed = conn
             .transaction(async |tx| {
-                let lock: LockRow = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-                    .bind::<BigInt, _>(RELAY_LOCK)
-                    .get_result(tx)
-                    .await?;
+                let lock: LockRow =
+                    diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, 'outbox'::regclass::oid::int4) AS locked")
+                        .bind::<diesel::sql_types::Integer, _>(RELAY_LOCK_CLASS)
+                        .get_result(tx)
+                        .await?;
                 if !lock.locked {
-                    return Ok::<usize, TxError>(0);
+                    return Ok::<Relayed, TxError>(Relayed::Busy);
                 }
                 let rows: Vec<PendingRow> = diesel::sql_query(
                     "SELECT id, event_id, event_type, message_key, payload::text AS payload, created_at \
@@ -66,7 +70,7 @@ impl OutboxStore for PgRepository {
                 .load(tx)
                 .await?;
                 if rows.is_empty() {
-                    return Ok(0);
+                    return Ok(Relayed::Published(0));
                 }
                 let events: Vec<PendingEvent> = rows
                     .into_iter()
@@ -88,11 +92,11 @@ impl OutboxStore for PgRepository {
                     .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
                     .execute(tx)
                     .await?;
-                Ok(events.len())
+                Ok(Relayed::Published(events.len()))
             })
             .await
             .map_err(RepoError::from)?;
-        Ok(published)
+        Ok(relayed)
     }
 
     async fn backlog(&self) -> Result<OutboxBacklog, RepoError> {
