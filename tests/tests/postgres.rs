@@ -266,20 +266,37 @@ async fn a_batch_is_all_or_nothing_per_order_and_saved_together() {
     );
 }
 
+/// Real time plus an offset the test moves forward.
+#[derive(Default)]
+struct ShiftedClock(std::sync::atomic::AtomicI64);
+
+#[async_trait::async_trait]
+impl Clock for ShiftedClock {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
+
 #[tokio::test]
 async fn expired_holds_are_released() {
     let db = TestDb::new().await;
-    let repo = repo(&db, 4);
-    let config = ServiceConfig {
-        hold_ttl: Duration::from_millis(50),
-        ..ServiceConfig::default()
-    };
-    let svc = InventoryService::new(Arc::new(repo), Arc::new(TokioClock), config);
+    let clock = Arc::new(ShiftedClock::default());
+    let config = ServiceConfig::default();
+    assert_eq!(
+        config.hold_ttl,
+        Duration::from_secs(30 * 60),
+        "holds last 30 minutes by default"
+    );
+    let svc = InventoryService::new(Arc::new(repo(&db, 4)), clock.clone(), config);
     svc.add_stock(&pid("a"), qty(3), &admin()).await.unwrap();
     svc.handle_events(&[reserve("o-1", &[("a", 2)])]).await.unwrap();
-    assert_eq!(svc.expire_holds(100).await.unwrap(), 0, "not expired yet");
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    assert_eq!(svc.expire_holds(100).await.unwrap(), 1);
+    clock.0.store(29 * 60, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(svc.expire_holds(100).await.unwrap(), 0, "not expired after 29 minutes");
+    clock.0.store(31 * 60, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(svc.expire_holds(100).await.unwrap(), 1, "expired after 31 minutes");
     assert_eq!(svc.get_stock(&pid("a")).await.unwrap().unwrap().reserved(), 0);
     assert_eq!(svc.expire_holds(100).await.unwrap(), 0, "released once");
 }
