@@ -85,6 +85,8 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             kafka_inventory_topic: topics.inventory.clone(),
             kafka_topic_partitions: 3,
             kafka_batch_max: options.batch_max,
+            kafka_session_timeout_ms: 10_000,
+            kafka_max_poll_interval_ms: 300_000,
         },
         jwt: JwtSettings {
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),

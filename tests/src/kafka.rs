@@ -88,6 +88,39 @@ pub fn order_created(order: &str, items: &[(&str, i64)]) -> Value {
     })
 }
 
+/// Waits until the consumer group `group` has `expected` members, as the broker sees it.
+pub async fn await_group_members(group: &str, expected: usize, within: Duration, why: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let members = group_members(group).await;
+        if members == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{why}: group {group} has {members} members, not {expected}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many members the consumer group `group` has now, as the broker sees it.
+pub async fn group_members(group: &str) -> usize {
+    let group = group.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let client: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &stack().kafka_bootstrap)
+            .create()
+            .expect("client");
+        let list = client
+            .fetch_group_list(Some(&group), Duration::from_secs(10))
+            .expect("the broker describes the group");
+        list.groups().iter().map(|g| g.members().len()).sum()
+    })
+    .await
+    .expect("group lookup")
+}
+
 /// A producer for test input.
 pub fn producer() -> FutureProducer {
     ClientConfig::new()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use inventory_domain::{Actor, ProductId, Quantity};
 use inventory_tests::app::{AppOptions, TestApp};
 use inventory_tests::db::TestDb;
-use inventory_tests::kafka::{Reader, Topics, order_created, producer, send, send_json};
+use inventory_tests::kafka::{Reader, Topics, await_group_members, order_created, producer, send, send_json};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -486,6 +486,11 @@ async fn a_database_outage_pauses_consumption_and_loses_nothing() {
     let mut settings = inventory_tests::app::settings(&db, &topics, &AppOptions::default());
     settings.database.database_url = proxy.route(&db.url);
     settings.database.db_pool_acquire_timeout_ms = 500;
+    // The shortest the broker allows, so the outage below outlasts the poll interval and the
+    // consumer, stuck retrying its batch, drops out of its group.
+    settings.kafka.kafka_session_timeout_ms = 6_000;
+    settings.kafka.kafka_max_poll_interval_ms = 6_000;
+    let group = topics.group.clone();
     let app = TestApp::spawn_with(settings, topics).await;
     stock(&app, "a", 10).await;
     let outcomes = Reader::new(&app.topics.inventory);
@@ -502,8 +507,16 @@ async fn a_database_outage_pauses_consumption_and_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503, "not ready while the database is down");
-    let early = tokio::time::timeout(Duration::from_secs(3), outcomes.next(WAIT, "nothing during the outage")).await;
+    await_group_members(&group, 1, WAIT, "the consumer joins its group").await;
+    let early = tokio::time::timeout(Duration::from_secs(9), outcomes.next(WAIT, "nothing during the outage")).await;
     assert!(early.is_err(), "no outcome can be produced while the database is down");
+    await_group_members(
+        &group,
+        0,
+        Duration::from_secs(10),
+        "an outage longer than the poll interval takes the consumer out of its group",
+    )
+    .await;
 
     proxy.restore();
     let out = outcomes.take(5, WAIT, "the outcomes after the outage").await;
@@ -513,6 +526,39 @@ async fn a_database_outage_pauses_consumption_and_loses_nothing() {
         out.iter().map(|r| &r.value).collect::<Vec<_>>()
     );
     assert_eq!(counts(&app, "a").await, (10, 5));
+    // It rejoined: later orders are handled, and the batch it was redelivered changed nothing twice.
+    for i in 5..8 {
+        send_json(&p, &app.topics.orders, &order_created(&format!("o-{i}"), &[("a", 1)])).await;
+    }
+    let later = outcomes
+        .take(3, WAIT, "the outcomes of orders sent after the outage")
+        .await;
+    let mut ids: Vec<&str> = out
+        .iter()
+        .chain(&later)
+        .map(|r| r.value["orderId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["o-0", "o-1", "o-2", "o-3", "o-4", "o-5", "o-6", "o-7"],
+        "one outcome per order"
+    );
+    assert_eq!(counts(&app, "a").await, (10, 8));
+    await_group_members(&group, 1, WAIT, "the consumer is back in its group").await;
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Emitted {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        message_key: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let emitted: Vec<Emitted> = diesel::sql_query("SELECT message_key FROM outbox ORDER BY id")
+        .load(&mut db.conn().await)
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = emitted.iter().map(|e| e.message_key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ids, "one outcome per order was ever emitted");
     // Nothing was dead-lettered for the outage: a poison record sent now is the first dead letter.
     send(&p, &app.topics.orders, "after", b"poison", &[]).await;
     assert_eq!(dead.next(WAIT, "the poison record").await.key.as_deref(), Some("after"));

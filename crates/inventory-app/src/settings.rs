@@ -66,6 +66,13 @@ pub struct KafkaSettings {
     /// Most records handled in one database transaction.
     #[arg(long, env = "KAFKA_BATCH_MAX", default_value_t = 500)]
     pub kafka_batch_max: usize,
+    /// Consumer session timeout: how soon the group notices a dead instance.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub kafka_session_timeout_ms: u64,
+    /// How long one batch (with its retries during a database outage) may take
+    /// before the consumer leaves the group and rejoins after it.
+    #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL_MS", default_value_t = 300_000)]
+    pub kafka_max_poll_interval_ms: u64,
 }
 
 impl KafkaSettings {
@@ -79,6 +86,8 @@ impl KafkaSettings {
         config.inventory_topic = self.kafka_inventory_topic.clone();
         config.partitions = self.kafka_topic_partitions;
         config.batch_max = self.kafka_batch_max.max(1);
+        config.session_timeout = Duration::from_millis(self.kafka_session_timeout_ms);
+        config.max_poll_interval = Duration::from_millis(self.kafka_max_poll_interval_ms);
         Some(config)
     }
 }

@@ -23,6 +23,10 @@ pub struct KafkaConfig {
     pub batch_linger: Duration,
     /// `ce_source` of produced events.
     pub source: String,
+    /// Consumer `session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// Consumer `max.poll.interval.ms` (at least `session_timeout`).
+    pub max_poll_interval: Duration,
 }
 
 impl KafkaConfig {
@@ -38,6 +42,8 @@ impl KafkaConfig {
             batch_max: 500,
             batch_linger: Duration::from_millis(2),
             source: "/inventory-service".into(),
+            session_timeout: Duration::from_secs(10),
+            max_poll_interval: Duration::from_secs(300),
         }
     }
 

@@ -67,7 +67,15 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
             // Offsets are stored by hand, after the database commit.
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
+            .set(
+                "max.poll.interval.ms",
+                config
+                    .max_poll_interval
+                    .max(config.session_timeout)
+                    .as_millis()
+                    .to_string(),
+            )
             .set("partition.assignment.strategy", "cooperative-sticky")
             .create()?;
         consumer.subscribe(&[&config.order_topic, &config.payment_topic])?;
