@@ -152,6 +152,8 @@ kafka_up() {
   if kafka_pid >/dev/null; then
     KAFKA_PORT="$(sed -n 's#^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*#\1#p' "$KAFKA_DIR/server.properties")"
     log "Kafka already runs on 127.0.0.1:$KAFKA_PORT"
+    # A test that paused it (SIGSTOP) and died before resuming it must not leave it hung.
+    kill -CONT "$(kafka_pid)" 2>/dev/null || true
     KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
     return
   fi

@@ -87,6 +87,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             kafka_batch_max: options.batch_max,
             kafka_session_timeout_ms: 10_000,
             kafka_max_poll_interval_ms: 300_000,
+            kafka_publish_timeout_ms: 30_000,
         },
         jwt: JwtSettings {
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),

@@ -198,7 +198,8 @@ impl Reader {
     }
 
     /// The next record, or a panic naming what was awaited after `timeout`.
-    /// Errors the broker reports while a topic is being created are waited out.
+    /// Errors the broker reports while a topic is being created, and lost connections (librdkafka
+    /// reconnects by itself), are waited out.
     pub async fn next(&self, timeout: Duration, what: &str) -> Received {
         let deadline = tokio::time::Instant::now() + timeout;
         let message = loop {
@@ -213,7 +214,9 @@ impl Reader {
             match next {
                 Ok(message) => break message,
                 Err(rdkafka::error::KafkaError::MessageConsumption(
-                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                    | rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+                    | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
                 )) => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(e) => panic!("consuming {}: {e}", self.topic),
             }
@@ -251,4 +254,45 @@ impl Reader {
         }
         out
     }
+}
+
+/// The local broker, paused with SIGSTOP until this is dropped (SIGCONT): a broker that hangs, as in a
+/// network partition. Only for a test binary of its own, since every test running meanwhile loses Kafka.
+pub struct PausedBroker {
+    pid: String,
+}
+
+impl PausedBroker {
+    /// Pauses the broker `deploy/local/stack.sh` started; fails when the tests use another one.
+    pub fn pause() -> Self {
+        let root = crate::workspace_root();
+        let local = crate::read_env_file(&root.join(".local/stack.env"));
+        assert_eq!(
+            local.get("KAFKA_BOOTSTRAP_SERVERS"),
+            Some(&stack().kafka_bootstrap),
+            "this test pauses the local broker, but the tests use {}: run it with the local stack \
+             (`just test` without KAFKA_BOOTSTRAP_SERVERS)",
+            stack().kafka_bootstrap
+        );
+        let pid = std::fs::read_to_string(root.join(".local/kafka/broker.pid"))
+            .expect("the local broker's pid file (.local/kafka/broker.pid); run `just stack-up`")
+            .trim()
+            .to_owned();
+        signal("STOP", &pid);
+        Self { pid }
+    }
+}
+
+impl Drop for PausedBroker {
+    fn drop(&mut self) {
+        signal("CONT", &self.pid);
+    }
+}
+
+fn signal(name: &str, pid: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }

@@ -31,7 +31,7 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn read_env_file(path: &std::path::Path) -> HashMap<String, String> {
+pub(crate) fn read_env_file(path: &std::path::Path) -> HashMap<String, String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()

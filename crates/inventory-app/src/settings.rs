@@ -73,6 +73,9 @@ pub struct KafkaSettings {
     /// before the consumer leaves the group and rejoins after it.
     #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL_MS", default_value_t = 300_000)]
     pub kafka_max_poll_interval_ms: u64,
+    /// How long a produced record may wait for the broker before the send fails and is retried.
+    #[arg(long, env = "KAFKA_PUBLISH_TIMEOUT_MS", default_value_t = 30_000)]
+    pub kafka_publish_timeout_ms: u64,
 }
 
 impl KafkaSettings {
@@ -88,6 +91,7 @@ impl KafkaSettings {
         config.batch_max = self.kafka_batch_max.max(1);
         config.session_timeout = Duration::from_millis(self.kafka_session_timeout_ms);
         config.max_poll_interval = Duration::from_millis(self.kafka_max_poll_interval_ms);
+        config.publish_timeout = Duration::from_millis(self.kafka_publish_timeout_ms.max(1));
         Some(config)
     }
 }

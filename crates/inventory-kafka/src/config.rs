@@ -27,6 +27,8 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// Consumer `max.poll.interval.ms` (at least `session_timeout`).
     pub max_poll_interval: Duration,
+    /// Producer `message.timeout.ms`.
+    pub publish_timeout: Duration,
 }
 
 impl KafkaConfig {
@@ -44,6 +46,7 @@ impl KafkaConfig {
             source: "/inventory-service".into(),
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(300),
+            publish_timeout: Duration::from_secs(30),
         }
     }
 

@@ -25,6 +25,9 @@ use crate::decode::{Decoded, RawRecord, decode};
 /// events are handled one by one, so one bad event cannot stall the rest.
 const ATTEMPTS_BEFORE_ISOLATING: u32 = 3;
 
+/// How long a stopping consumer waits for its close (final commit, leaving the group).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The consumer of order and payment events.
 pub struct SagaConsumer<R, C> {
     consumer: StreamConsumer,
@@ -118,11 +121,33 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 break;
             }
         }
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
             // Nothing stored since the last commit is also reported as an error.
             tracing::debug!(error = %e, "final offset commit");
         }
-        tracing::info!("saga consumer stopped");
+        // Closing commits what is stored and leaves the group. librdkafka can wait a long time for a
+        // group coordinator after a broker hiccup (a synchronous commit here once waited for good),
+        // so the close runs on a thread of its own and is awaited for a bounded time: offsets it
+        // could not commit are only redelivered, and redelivery changes nothing twice.
+        let (closed, close_done) = tokio::sync::oneshot::channel();
+        let consumer = self.consumer;
+        let spawned = std::thread::Builder::new()
+            .name("kafka-consumer-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        let outcome = match spawned {
+            Ok(_) => tokio::time::timeout(CLOSE_TIMEOUT, close_done).await.ok(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(_) => tracing::info!("saga consumer stopped"),
+            None => tracing::warn!(
+                timeout = ?CLOSE_TIMEOUT,
+                "saga consumer did not close in time; records after its last committed offsets will be redelivered"
+            ),
+        }
     }
 
     /// Handles a batch; false when shutdown interrupted it (offsets not stored).

@@ -28,7 +28,9 @@ impl KafkaPublisher {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
-            .set("message.timeout.ms", "30000")
+            // How long a record may wait for the broker before its send fails; the relay then
+            // rolls back and sends the batch again.
+            .set("message.timeout.ms", config.publish_timeout.as_millis().to_string())
             // Room to dead-letter a record over the 1 MB we accept (topics permitting).
             .set("message.max.bytes", "4194304")
             .set("client.id", "inventory-service")

@@ -1,0 +1,144 @@
+//! A hung broker: the local one, paused with SIGSTOP. The service keeps what
+//! it commits meanwhile in its outbox, says it is not ready, and publishes
+//! everything once the broker answers again.
+//!
+//! A test binary of its own with a single test: cargo runs test binaries one
+//! after another, so no other test loses Kafka while it is paused.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use diesel_async::RunQueryDsl;
+use inventory_domain::{Actor, ProductId, Quantity};
+use inventory_tests::app::{AppOptions, TestApp};
+use inventory_tests::db::TestDb;
+use inventory_tests::kafka::{PausedBroker, Reader, Topics, order_created, producer, send_json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+async fn unpublished(db: &TestDb) -> i64 {
+    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+        .get_result(&mut db.conn().await)
+        .await
+        .unwrap();
+    row.n
+}
+
+async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
+    let reply = inventory_tests::http::client()
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    (reply.status().as_u16(), reply.json().await.unwrap())
+}
+
+/// `inventory_outbox_relay_failures_total` from /metrics.
+async fn relay_failures(app: &TestApp) -> f64 {
+    let text = inventory_tests::http::client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("inventory_outbox_relay_failures_total "))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_broker_delays_events_and_loses_none() {
+    let db = TestDb::new().await;
+    let options = AppOptions {
+        hold_ttl_secs: 2,
+        sweep_ms: 200,
+        ..AppOptions::default()
+    };
+    let topics = Topics::new();
+    let mut settings = inventory_tests::app::settings(&db, &topics, &options);
+    // Sends fail after 2 s, so the pause below makes the relay fail, roll back and try again.
+    settings.kafka.kafka_publish_timeout_ms = 2_000;
+    let app = TestApp::spawn_with(settings, topics).await;
+    let a = ProductId::parse("a").unwrap();
+    app.service
+        .add_stock(&a, Quantity::new(5).unwrap(), &Actor("test".into()))
+        .await
+        .unwrap();
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    send_json(&p, &app.topics.orders, &order_created("o-1", &[("a", 2)])).await;
+    assert_eq!(
+        outcomes.next(WAIT, "the reservation").await.value["eventType"],
+        "InventoryReservedEvent"
+    );
+
+    let paused = PausedBroker::pause();
+    // The sweeper needs only the database: it releases the expired hold and commits the
+    // event, which cannot leave while the broker hangs.
+    let started = Instant::now();
+    while unpublished(&db).await == 0 {
+        assert!(started.elapsed() < WAIT, "the expiry was not committed within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.service.get_stock(&a).await.unwrap().unwrap().reserved(), 0);
+    let (status, body) = readiness(&app).await;
+    assert_eq!(status, 503, "not ready while the broker hangs: {body}");
+    assert_eq!(body["checks"]["kafka"], "DOWN");
+    assert_eq!(body["checks"]["database"], "UP");
+    // An order sent now waits in the test's producer until the broker is back.
+    let late = {
+        let (p, topic) = (p.clone(), app.topics.orders.clone());
+        tokio::spawn(async move { send_json(&p, &topic, &order_created("o-2", &[("a", 3)])).await })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(unpublished(&db).await >= 1, "the expiry is still in the outbox");
+    assert!(
+        relay_failures(&app).await > 0.0,
+        "the relay's sends timed out while the broker hung"
+    );
+    drop(paused);
+
+    late.await.unwrap();
+    // A send that timed out may still reach the broker once it wakes: the same event twice, with one
+    // eventId (delivery is at least once; consumers dedupe by eventId). Never two different events.
+    let mut events: HashMap<String, (String, String, String)> = HashMap::new();
+    let expected = [
+        (
+            "o-1".to_owned(),
+            "InventoryReleasedEvent".to_owned(),
+            "EXPIRED".to_owned(),
+        ),
+        ("o-2".to_owned(), "InventoryReservedEvent".to_owned(), String::new()),
+    ];
+    while !expected.iter().all(|e| events.values().any(|v| v == e)) {
+        let r = outcomes.next(WAIT, "the expiry and the late order's outcome").await;
+        let field = |k: &str| r.value[k].as_str().unwrap_or_default().to_owned();
+        let event = (field("orderId"), field("eventType"), field("reason"));
+        if let Some(first) = events.insert(field("eventId"), event.clone()) {
+            assert_eq!(first, event, "one eventId, one event");
+        }
+    }
+    let mut distinct: Vec<_> = events.into_values().filter(|(order, ..)| order == "o-1").collect();
+    distinct.sort();
+    assert_eq!(
+        distinct,
+        expected[..1],
+        "o-1 was released once (redeliveries share its eventId)"
+    );
+    let started = Instant::now();
+    while unpublished(&db).await > 0 {
+        assert!(started.elapsed() < WAIT, "the outbox did not drain within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = readiness(&app).await;
+    assert_eq!(status, 200, "ready again: {body}");
+    app.stop().await;
+}
