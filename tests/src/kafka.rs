@@ -266,12 +266,16 @@ impl PausedBroker {
     /// Pauses the broker `deploy/local/stack.sh` started; fails when the tests use another one.
     pub fn pause() -> Self {
         let root = crate::workspace_root();
-        let local = crate::read_env_file(&root.join(".local/stack.env"));
+        let local = crate::read_env_file(&root.join(".local/kafka/server.properties"));
+        let listener = local
+            .get("listeners")
+            .and_then(|l| l.strip_prefix("PLAINTEXT://"))
+            .and_then(|l| l.split(',').next());
         assert_eq!(
-            local.get("KAFKA_BOOTSTRAP_SERVERS"),
-            Some(&stack().kafka_bootstrap),
-            "this test pauses the local broker, but the tests use {}: run it with the local stack \
-             (`just test` without KAFKA_BOOTSTRAP_SERVERS)",
+            listener,
+            Some(stack().kafka_bootstrap.as_str()),
+            "this test pauses the local broker (.local/kafka), but the tests use {}: run it with the \
+             local stack (`just test` without KAFKA_BOOTSTRAP_SERVERS)",
             stack().kafka_bootstrap
         );
         let pid = std::fs::read_to_string(root.join(".local/kafka/broker.pid"))
