@@ -99,6 +99,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
         hold_ttl_secs: options.hold_ttl_secs,
         expiry_sweep_interval_ms: options.sweep_ms,
         retention_hours: 168,
+        reservation_retention_days: 30,
         max_conflict_retries: 50,
     }
 }

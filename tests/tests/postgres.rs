@@ -521,3 +521,53 @@ async fn one_relay_at_a_time_per_outbox_and_other_schemas_never_wait() {
     );
     assert_eq!(OutboxStore::backlog(&second).await.unwrap().pending, 0);
 }
+
+#[tokio::test]
+async fn settled_reservations_are_purged_with_their_lines_and_holds_never() {
+    let db = TestDb::new().await;
+    let repo = repo(&db, 2);
+    let mut conn = db.conn().await;
+    conn.batch_execute(
+        "INSERT INTO inventory (id, product_id, quantity, reserved) VALUES (gen_random_uuid(), 'a', 10, 1);
+         INSERT INTO reservations (order_id, status, updated_at, expires_at) VALUES
+           ('old-committed', 'COMMITTED', now() - interval '40 days', NULL),
+           ('old-failed', 'FAILED', now() - interval '40 days', NULL),
+           ('old-held', 'RESERVED', now() - interval '40 days', now() - interval '39 days'),
+           ('new-released', 'RELEASED', now() - interval '1 day', NULL);
+         INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES
+           ('old-committed', 'a', 2), ('old-held', 'a', 1), ('new-released', 'a', 3);",
+    )
+    .await
+    .unwrap();
+    let deleted = repo
+        .purge_settled_reservations(Utc::now() - chrono::Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Left {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        what: String,
+    }
+    let left: Vec<String> = diesel::sql_query(
+        "SELECT 'reservation ' || order_id AS what FROM reservations \
+         UNION ALL SELECT 'line ' || order_id FROM reservation_lines ORDER BY 1",
+    )
+    .load::<Left>(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|l| l.what)
+    .collect();
+    assert_eq!(
+        left,
+        [
+            "line new-released",
+            "line old-held",
+            "reservation new-released",
+            "reservation old-held"
+        ],
+        "only old settled reservations go, with their lines; a hold is never purged, however old"
+    );
+}

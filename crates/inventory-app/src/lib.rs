@@ -124,7 +124,14 @@ impl Application {
         ));
         tasks.push((
             "retention purge",
-            tokio::spawn(purge(repo.clone(), settings.retention_hours, stop_writers.clone())),
+            tokio::spawn(purge(
+                repo.clone(),
+                Retention {
+                    hours: settings.retention_hours,
+                    reservation_days: settings.reservation_retention_days,
+                },
+                stop_writers.clone(),
+            )),
         ));
         tasks.push((
             "gauges",
@@ -241,13 +248,29 @@ async fn sweep_expired(service: Service, interval_ms: u64, shutdown: Cancellatio
     }
 }
 
-async fn purge(repo: PgRepository, retention_hours: u64, shutdown: CancellationToken) {
+/// How long what the purge deletes is kept.
+struct Retention {
+    /// Processed events, published outbox rows, idempotency keys.
+    hours: u64,
+    /// Settled reservations; 0 keeps them.
+    reservation_days: u64,
+}
+
+async fn purge(repo: PgRepository, retention: Retention, shutdown: CancellationToken) {
     loop {
-        let before = Utc::now() - chrono::Duration::hours(retention_hours.min(100_000) as i64);
+        let before = Utc::now() - chrono::Duration::hours(retention.hours.min(100_000) as i64);
         match repo.purge(before).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "purged old processed-event and outbox rows"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        if retention.reservation_days > 0 {
+            let before = Utc::now() - chrono::Duration::days(retention.reservation_days.min(100_000) as i64);
+            match repo.purge_settled_reservations(before).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "purged old settled reservations"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reservation purge failed"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

@@ -123,6 +123,11 @@ pub struct Settings {
     /// Hours processed-event and published-outbox rows are kept.
     #[arg(long, env = "RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
+    /// Days settled reservations (committed, released, failed, cancelled) are kept; 0 keeps them
+    /// forever. They make replayed order events change nothing: keep them longer than the
+    /// consumed topics keep records.
+    #[arg(long, env = "RESERVATION_RETENTION_DAYS", default_value_t = 30)]
+    pub reservation_retention_days: u64,
     /// Attempts per use case when optimistic locking meets a concurrent change.
     #[arg(long, env = "MAX_CONFLICT_RETRIES", default_value_t = 10)]
     pub max_conflict_retries: u32,

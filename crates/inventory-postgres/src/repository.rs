@@ -94,6 +94,34 @@ impl PgRepository {
         }))
     }
 
+    /// Deletes settled reservations (every state but `RESERVED`) last changed
+    /// before `before`, with their lines, a bounded batch per statement so no
+    /// statement holds many locks for long. Returns how many went.
+    ///
+    /// A settled reservation is what makes a replayed order event change
+    /// nothing; keep them longer than the consumed topics keep their records.
+    pub async fn purge_settled_reservations(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        const BATCH: i64 = 5_000;
+        let mut conn = self.conn().await?;
+        let mut deleted = 0u64;
+        loop {
+            let n = diesel::sql_query(
+                "DELETE FROM reservations WHERE order_id IN ( \
+                   SELECT order_id FROM reservations \
+                   WHERE status <> 'RESERVED' AND updated_at < $1 LIMIT $2)",
+            )
+            .bind::<diesel::sql_types::Timestamptz, _>(before)
+            .bind::<diesel::sql_types::BigInt, _>(BATCH)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+            deleted += n as u64;
+            if (n as i64) < BATCH {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// The pool, for its state (metrics).
     pub fn pool(&self) -> &PgPool {
         &self.pool
