@@ -135,6 +135,18 @@ impl TestApp {
         }
     }
 
+    /// What `GET /metrics` answers now.
+    pub async fn metrics(&self) -> String {
+        crate::http::client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// `http://addr` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

@@ -41,15 +41,9 @@ async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
 
 /// `inventory_outbox_relay_failures_total` from /metrics.
 async fn relay_failures(app: &TestApp) -> f64 {
-    let text = inventory_tests::http::client()
-        .get(app.url("/metrics"))
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("inventory_outbox_relay_failures_total "))
         .map_or(0.0, |v| v.trim().parse().expect("a number"))
 }

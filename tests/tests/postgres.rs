@@ -363,6 +363,25 @@ async fn an_unreachable_database_is_unavailable_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// The `text` column of every row `sql` returns, sorted.
+async fn texts(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        text: String,
+    }
+    let mut texts: Vec<String> = diesel::sql_query(sql)
+        .load::<Row>(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.text)
+        .collect();
+    texts.sort();
+    texts
+}
+
 #[tokio::test]
 async fn purge_removes_only_old_processed_events_published_outbox_rows_and_keys() {
     let db = TestDb::new().await;
@@ -387,23 +406,12 @@ async fn purge_removes_only_old_processed_events_published_outbox_rows_and_keys(
         .await
         .unwrap();
     assert_eq!(deleted, 3);
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Left {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        what: String,
-    }
-    let mut left: Vec<String> = diesel::sql_query(
-        "SELECT order_id AS what FROM processed_events UNION ALL SELECT message_key FROM outbox \
+    let left = texts(
+        &mut conn,
+        "SELECT order_id AS text FROM processed_events UNION ALL SELECT message_key FROM outbox \
          UNION ALL SELECT 'key-' || idempotency_key FROM idempotency_keys",
     )
-    .load::<Left>(&mut conn)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|l| l.what)
-    .collect();
-    left.sort();
+    .await;
     assert_eq!(
         left,
         vec!["key-new", "new", "new-published", "old-unpublished"],
@@ -544,22 +552,12 @@ async fn settled_reservations_are_purged_with_their_lines_and_holds_never() {
         .await
         .unwrap();
     assert_eq!(deleted, 2);
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Left {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        what: String,
-    }
-    let left: Vec<String> = diesel::sql_query(
-        "SELECT 'reservation ' || order_id AS what FROM reservations \
-         UNION ALL SELECT 'line ' || order_id FROM reservation_lines ORDER BY 1",
+    let left = texts(
+        &mut conn,
+        "SELECT 'reservation ' || order_id AS text FROM reservations \
+         UNION ALL SELECT 'line ' || order_id FROM reservation_lines",
     )
-    .load::<Left>(&mut conn)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|l| l.what)
-    .collect();
+    .await;
     assert_eq!(
         left,
         [

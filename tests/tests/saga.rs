@@ -80,14 +80,7 @@ async fn happy_path_reserves_and_announces_it() {
     );
     assert!(out.headers.contains_key("ce_source") && out.headers.contains_key("ce_time"));
     assert_eq!(counts(&app, "p-1").await, (10, 3));
-    let metrics = inventory_tests::http::client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let counted = metrics
         .lines()
         .any(|l| l.starts_with("inventory_events_total{") && l.contains("OrderCreatedEvent") && l.contains("reserved"));

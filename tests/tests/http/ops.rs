@@ -28,14 +28,7 @@ async fn request_ids_health_and_metrics() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.body["checks"]["database"], "UP");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let metrics = http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains(r#"route="/api/inventory/{productId}""#), "{metrics}");
     assert!(metrics.contains("http_request_duration_seconds_bucket"), "{metrics}");
