@@ -58,6 +58,8 @@ impl Default for AppOptions {
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where `/metrics` and health listen apart, when `ops_addr` was set.
+    pub ops_addr: Option<SocketAddr>,
     /// Its topics and group.
     pub topics: Topics,
     /// Its use cases, to arrange and check state.
@@ -70,6 +72,7 @@ pub struct TestApp {
 pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().expect("address"),
+        ops_addr: None,
         http_workers: 2,
         database: DatabaseSettings {
             database_url: db.url.clone(),
@@ -121,6 +124,7 @@ impl TestApp {
             panic!("the service did not start: {e}; run `just test` so PostgreSQL and Kafka are up")
         });
         let addr = app.http_addr();
+        let ops_addr = app.ops_addr();
         let service = app.service().clone();
         let shutdown = app.shutdown_token();
         let task = tokio::spawn(async move {
@@ -128,6 +132,7 @@ impl TestApp {
         });
         Self {
             addr,
+            ops_addr,
             topics,
             service,
             shutdown,
@@ -135,10 +140,14 @@ impl TestApp {
         }
     }
 
-    /// What `GET /metrics` answers now.
+    /// What `GET /metrics` answers now (on the operations listener when there is one).
     pub async fn metrics(&self) -> String {
+        let url = match self.ops_addr {
+            Some(ops) => format!("http://{ops}/metrics"),
+            None => self.url("/metrics"),
+        };
         crate::http::client()
-            .get(self.url("/metrics"))
+            .get(url)
             .send()
             .await
             .expect("GET /metrics")

@@ -57,6 +57,7 @@ impl Readiness for KafkaReadiness {
 /// A built, not yet running, service.
 pub struct Application {
     http_addr: SocketAddr,
+    ops_addr: Option<SocketAddr>,
     server: actix_web::dev::Server,
     shutdown: CancellationToken,
     /// Stops what writes to the database (consumer, sweeper, purge, gauges).
@@ -152,10 +153,16 @@ impl Application {
         } else {
             settings.http_workers
         };
-        let server = inventory_http::server(state, listener, workers)?;
+        let ops = settings.ops_addr.map(TcpListener::bind).transpose()?;
+        let ops_addr = ops.as_ref().map(TcpListener::local_addr).transpose()?;
+        let server = inventory_http::server(state, listener, ops, workers)?;
         tracing::info!(%http_addr, "HTTP API listening");
+        if let Some(ops_addr) = ops_addr {
+            tracing::info!(%ops_addr, "metrics and health listening");
+        }
         Ok(Self {
             http_addr,
+            ops_addr,
             server,
             shutdown,
             stop_writers,
@@ -170,6 +177,11 @@ impl Application {
     /// Where the HTTP API listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where `/metrics` and health listen apart from the API, if `OPS_ADDR` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
     }
 
     /// Cancel it to stop the service gracefully.

@@ -102,6 +102,9 @@ pub struct Settings {
     /// Address the HTTP API listens on (port 0 picks a free one).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// A second, private address for `/metrics` and health; when set, `/metrics` is served only there.
+    #[arg(long, env = "OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

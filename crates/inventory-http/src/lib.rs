@@ -55,16 +55,22 @@ pub fn routes<R: InventoryRepository + 'static, C: Clock + 'static>(cfg: &mut we
     }
 }
 
-/// Builds the server on a bound listener; signals are the caller's to handle.
+/// Builds the server on a bound listener, and on an operations listener for
+/// `/metrics` and health when one is given (then `/metrics` is served there
+/// only); signals are the caller's to handle.
 pub fn server<R: InventoryRepository + 'static, C: Clock + 'static>(
     state: ApiState<R, C>,
     listener: TcpListener,
+    ops: Option<TcpListener>,
     workers: usize,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(state);
+    let ops_addr = ops.as_ref().map(TcpListener::local_addr).transpose()?;
+    let split = web::Data::new(ops::OpsListener(ops_addr));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(split.clone())
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|e, _| problem::ApiError::field("query", e.to_string()).into()),
@@ -72,6 +78,7 @@ pub fn server<R: InventoryRepository + 'static, C: Clock + 'static>(
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| problem::ApiError::field("path", e.to_string()).into()),
             )
+            .wrap(from_fn(ops::split_listeners))
             .wrap(from_fn(ops::observe))
             .configure(routes::<R, C>)
             .default_service(web::to(ops::not_found))
@@ -79,7 +86,10 @@ pub fn server<R: InventoryRepository + 'static, C: Clock + 'static>(
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(10)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .listen(listener)?;
+    let server = match ops {
+        Some(ops) => server.listen(ops)?,
+        None => server,
+    };
+    Ok(server.run())
 }

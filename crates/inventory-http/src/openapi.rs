@@ -123,7 +123,7 @@ pub const API: &[Route] = &[
     Route {
         method: "GET",
         path: "/metrics",
-        summary: "Prometheus text exposition.",
+        summary: "Prometheus text exposition (only on OPS_ADDR when that is set).",
         roles: &[],
         body: None,
         ok: "text",

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -58,6 +58,33 @@ pub(crate) async fn observe(
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
     Ok(response)
+}
+
+/// Where the operations listener is bound, when there is one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpsListener(pub(crate) Option<std::net::SocketAddr>);
+
+/// The routes the operations listener serves.
+const OPS_ROUTES: [&str; 3] = ["/metrics", "/health/live", "/health/ready"];
+
+/// With an operations listener, `/metrics` is served there only, and that
+/// listener serves only `/metrics` and health; anything else is a 404.
+pub(crate) async fn split_listeners(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if let Some(ops) = request.app_data::<web::Data<OpsListener>>().and_then(|o| o.0) {
+        let on_ops = request.app_config().local_addr() == ops;
+        let allowed = if on_ops {
+            OPS_ROUTES.contains(&request.path())
+        } else {
+            request.path() != "/metrics"
+        };
+        if !allowed {
+            return Ok(request.into_response(not_found().await));
+        }
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
 }
 
 pub(crate) async fn live() -> HttpResponse {
