@@ -569,3 +569,31 @@ async fn settled_reservations_are_purged_with_their_lines_and_holds_never() {
         "only old settled reservations go, with their lines; a hold is never purged, however old"
     );
 }
+
+#[tokio::test]
+async fn a_payment_stored_before_its_order_is_settled_by_the_late_create() {
+    let db = TestDb::new().await;
+    let svc = service(repo(&db, 2), 3);
+    svc.add_stock(&pid("a"), qty(10), &admin()).await.unwrap();
+    let paid = IncomingEvent {
+        meta: EventMeta {
+            event_id: Uuid::new_v4(),
+            correlation_id: None,
+        },
+        command: OrderCommand::Commit {
+            order_id: OrderId::parse("o-1").unwrap(),
+        },
+    };
+    assert_eq!(svc.handle_events(&[paid]).await.unwrap(), [Outcome::PaymentRecorded]);
+    let mut conn = db.conn().await;
+    let state = "SELECT 'reservation ' || status AS text FROM reservations \
+                 UNION ALL SELECT 'line ' || product_id || ' ' || quantity FROM reservation_lines";
+    assert_eq!(texts(&mut conn, state).await, ["reservation PAID"]);
+
+    // The create comes in a later batch: the stored row is updated and its lines written.
+    let outcomes = svc.handle_events(&[reserve("o-1", &[("a", 4)])]).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Reserved]);
+    assert_eq!(texts(&mut conn, state).await, ["line a 4", "reservation COMMITTED"]);
+    let stock = svc.get_stock(&pid("a")).await.unwrap().unwrap();
+    assert_eq!((stock.quantity(), stock.reserved()), (6, 0));
+}

@@ -247,6 +247,57 @@ async fn payment_failed_releases_and_payment_succeeded_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_that_overtakes_its_order_makes_the_late_order_deduct_at_once() {
+    let db = TestDb::new().await;
+    let options = AppOptions {
+        hold_ttl_secs: 1,
+        sweep_ms: 200,
+        ..AppOptions::default()
+    };
+    let app = TestApp::spawn(&db, options).await;
+    stock(&app, "a", 10).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    send_json(&p, &app.topics.payments, &simple("PaymentSucceededEvent", "o-1")).await;
+    // The payment is remembered (it emits nothing): wait for its record.
+    #[derive(diesel::QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.conn().await;
+    let started = std::time::Instant::now();
+    loop {
+        let found: Vec<Status> = diesel::sql_query("SELECT status FROM reservations WHERE order_id = 'o-1'")
+            .load(&mut conn)
+            .await
+            .unwrap();
+        if found.iter().any(|s| s.status == "PAID") {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the payment was not recorded within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counts(&app, "a").await, (10, 0), "a payment alone moves no stock");
+
+    send_json(&p, &app.topics.orders, &order_created("o-1", &[("a", 4)])).await;
+    let out = outcomes.next(WAIT, "the late order's outcome").await;
+    assert_eq!(out.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(items(&out.value), vec![("a".to_owned(), 4)]);
+    assert_eq!(counts(&app, "a").await, (6, 0), "deducted at once: no hold is left");
+    // Holds here expire after 1 s; nothing is left to expire, so nothing more comes.
+    let more = tokio::time::timeout(Duration::from_secs(3), outcomes.next(WAIT, "nothing")).await;
+    assert!(
+        more.is_err(),
+        "no expiry follows a paid order: {:?}",
+        more.map(|r| r.value)
+    );
+    assert_eq!(counts(&app, "a").await, (6, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_holds_are_released_with_reason_expired() {
     let db = TestDb::new().await;
     let options = AppOptions {

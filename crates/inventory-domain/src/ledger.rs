@@ -31,6 +31,8 @@ pub enum Outcome {
     Committed,
     /// A cancel arrived first; it is remembered.
     CancelRecorded,
+    /// A payment arrived before the order; it is remembered.
+    PaymentRecorded,
     /// The order's state makes the event meaningless (e.g. cancel after commit).
     NoChange,
 }
@@ -45,6 +47,7 @@ impl Outcome {
             Self::Released => "released",
             Self::Committed => "committed",
             Self::CancelRecorded => "cancel_recorded",
+            Self::PaymentRecorded => "payment_recorded",
             Self::NoChange => "no_change",
         }
     }
@@ -112,6 +115,8 @@ pub struct Ledger {
     hold_ttl: Duration,
     stock: BTreeMap<ProductId, Slot<Inventory>>,
     reservations: HashMap<OrderId, Slot<Reservation>>,
+    /// Stored reservations whose lines this change adds (paid orders reserved late).
+    lines_added: HashSet<OrderId>,
     seen_events: HashSet<Uuid>,
     processed: Vec<ProcessedEvent>,
     outbox: Vec<OutboxEvent>,
@@ -143,6 +148,7 @@ impl Ledger {
                     (r.order_id().clone(), Slot::stored(r, version))
                 })
                 .collect(),
+            lines_added: HashSet::new(),
             seen_events: snapshot.processed_events.into_iter().collect(),
             processed: Vec::new(),
             outbox: Vec::new(),
@@ -229,7 +235,7 @@ impl Ledger {
             return Ok(Outcome::Duplicate);
         }
         let outcome = match &event.command {
-            OrderCommand::Reserve { order_id, lines } => self.reserve(&event.meta, order_id, lines),
+            OrderCommand::Reserve { order_id, lines } => self.reserve(&event.meta, order_id, lines)?,
             OrderCommand::Release { order_id, reason } => self.release(Some(&event.meta), order_id, *reason)?,
             OrderCommand::Commit { order_id } => self.commit(order_id)?,
         };
@@ -253,23 +259,25 @@ impl Ledger {
         self.release(None, order, ReleaseReason::Expired)
     }
 
-    fn reserve(&mut self, meta: &EventMeta, order_id: &OrderId, lines: &OrderLines) -> Outcome {
-        if let Some(existing) = self.reservations.get(order_id) {
-            if existing.value.status() != ReservationStatus::Cancelled {
-                return Outcome::NoChange;
+    fn reserve(&mut self, meta: &EventMeta, order_id: &OrderId, lines: &OrderLines) -> Result<Outcome, Inconsistency> {
+        let paid = match self.reservations.get(order_id).map(|r| r.value.status()) {
+            None => false,
+            Some(ReservationStatus::Paid) => true,
+            Some(ReservationStatus::Cancelled) => {
+                let detail = format!("order {order_id} was cancelled before it could be reserved");
+                return Ok(self.fail(meta, order_id, FailureReason::OrderCancelled, detail, Vec::new()));
             }
-            let detail = format!("order {order_id} was cancelled before it could be reserved");
-            return self.fail(meta, order_id, FailureReason::OrderCancelled, detail, Vec::new());
-        }
+            Some(_) => return Ok(Outcome::NoChange),
+        };
         let wanted = lines.merged();
         if wanted.is_empty() {
-            return self.fail(
+            return Ok(self.fail(
                 meta,
                 order_id,
                 FailureReason::InvalidOrder,
                 "the order has no lines".into(),
                 Vec::new(),
-            );
+            ));
         }
         let mut short = Vec::new();
         let mut unknown = false;
@@ -302,7 +310,7 @@ impl Ledger {
                 .map(|s| format!("{}: requested {}, available {}", s.product_id, s.requested, s.available))
                 .collect::<Vec<_>>()
                 .join("; ");
-            return self.fail(meta, order_id, reason, detail, short);
+            return Ok(self.fail(meta, order_id, reason, detail, short));
         }
         for line in &wanted {
             if let Some(slot) = self.stock.get_mut(&line.product_id) {
@@ -312,9 +320,20 @@ impl Ledger {
                 }
             }
         }
-        let expires_at = self.now + self.hold_ttl;
-        let reservation = Reservation::reserved(order_id.clone(), wanted.clone(), self.now, expires_at);
-        self.reservations.insert(order_id.clone(), Slot::fresh(reservation));
+        match self.reservations.get_mut(order_id) {
+            // The payment came first: the hold becomes a deduction at once.
+            Some(slot) if paid => {
+                slot.value.settle_paid(wanted.clone(), self.now);
+                slot.dirty = true;
+                self.lines_added.insert(order_id.clone());
+                self.change_stock(order_id, &wanted, |inv, n, now| inv.commit(n, now))?;
+            }
+            _ => {
+                let expires_at = self.now + self.hold_ttl;
+                let reservation = Reservation::reserved(order_id.clone(), wanted.clone(), self.now, expires_at);
+                self.reservations.insert(order_id.clone(), Slot::fresh(reservation));
+            }
+        }
         self.emit(
             Some(meta),
             InventoryEvent::Reserved {
@@ -322,7 +341,7 @@ impl Ledger {
                 items: wanted,
             },
         );
-        Outcome::Reserved
+        Ok(Outcome::Reserved)
     }
 
     fn fail(
@@ -392,7 +411,10 @@ impl Ledger {
     fn commit(&mut self, order_id: &OrderId) -> Result<Outcome, Inconsistency> {
         let now = self.now;
         let Some(slot) = self.reservations.get_mut(order_id) else {
-            return Ok(Outcome::NoChange);
+            // Paid before this service saw the order: remember it for the late create.
+            let record = Reservation::new(order_id.clone(), ReservationStatus::Paid, Vec::new(), now, None);
+            self.reservations.insert(order_id.clone(), Slot::fresh(record));
+            return Ok(Outcome::PaymentRecorded);
         };
         if !slot.value.status().is_active() {
             return Ok(Outcome::NoChange);
@@ -459,6 +481,7 @@ impl Ledger {
             .into_values()
             .filter(|s| s.dirty)
             .map(|s| ReservationWrite {
+                lines_added: s.stored_version.is_none() || self.lines_added.contains(s.value.order_id()),
                 expected_version: s.stored_version,
                 reservation: s.value.with_version(s.stored_version.map_or(0, |v| v + 1)),
             })

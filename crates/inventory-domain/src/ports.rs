@@ -89,6 +89,9 @@ pub struct ReservationWrite {
     pub reservation: Reservation,
     /// Version the change was computed from.
     pub expected_version: Option<i64>,
+    /// The lines are new with this change (a new hold, or a paid order
+    /// reserved late) and are written with it.
+    pub lines_added: bool,
 }
 
 /// A consumed event to remember, so a redelivery changes nothing.

@@ -8,7 +8,9 @@ use crate::values::OrderId;
 /// Where an order's hold stands.
 ///
 /// `Reserved` moves to `Committed` or `Released`; `Failed` and `Cancelled`
-/// are final states for orders that never held anything.
+/// are final states for orders that never held anything. `Paid` waits for an
+/// order whose payment was reported before the order itself: its late create
+/// reserves and deducts at once (`Committed`), or fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReservationStatus {
     /// Units are on hold.
@@ -21,6 +23,8 @@ pub enum ReservationStatus {
     Failed(FailureReason),
     /// A cancel arrived before any reservation; a late create must fail.
     Cancelled,
+    /// A payment succeeded before any reservation; a late create deducts at once.
+    Paid,
 }
 
 impl ReservationStatus {
@@ -32,6 +36,7 @@ impl ReservationStatus {
             Self::Released(_) => "RELEASED",
             Self::Failed(_) => "FAILED",
             Self::Cancelled => "CANCELLED",
+            Self::Paid => "PAID",
         }
     }
 
@@ -108,6 +113,12 @@ impl Reservation {
         if !status.is_active() {
             self.expires_at = None;
         }
+    }
+
+    /// A paid order reserved late: its lines are deducted at once.
+    pub(crate) fn settle_paid(&mut self, lines: Vec<LineItem>, now: DateTime<Utc>) {
+        self.lines = lines;
+        self.transition(ReservationStatus::Committed, now);
     }
 
     pub(crate) fn with_version(mut self, version: i64) -> Self {

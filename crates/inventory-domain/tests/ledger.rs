@@ -241,3 +241,77 @@ fn wire_format_of_an_outbox_event() {
 fn serde_json_like(event: &OutboxEvent) -> String {
     serde_json::to_string(event).unwrap()
 }
+
+#[test]
+fn payment_before_create_makes_the_late_create_deduct_at_once() {
+    let mut l = ledger_with(&[("a", 10)]);
+    assert_eq!(l.apply(&commit(1, "o")).unwrap(), Outcome::PaymentRecorded);
+    assert_eq!(l.apply(&commit(2, "o")).unwrap(), Outcome::NoChange, "remembered once");
+    assert_eq!(l.reservation(&oid("o")).unwrap().status(), ReservationStatus::Paid);
+    assert_eq!(counts(&l, "a"), (10, 0), "a payment alone moves no stock");
+
+    assert_eq!(l.apply(&reserve(3, "o", &[("a", 4)])).unwrap(), Outcome::Reserved);
+    assert_eq!(counts(&l, "a"), (6, 0), "deducted, nothing left on hold to expire");
+    let record = l.reservation(&oid("o")).unwrap();
+    assert_eq!(record.status(), ReservationStatus::Committed);
+    assert_eq!(record.expires_at(), None);
+    assert_eq!(record.lines().len(), 1);
+    assert!(matches!(l.outbox(), [e] if matches!(e.event, InventoryEvent::Reserved { .. })));
+    assert_eq!(
+        l.apply(&release(4, "o", ReleaseReason::OrderCancelled)).unwrap(),
+        Outcome::NoChange,
+        "a cancel after the deduction changes nothing"
+    );
+    let changes = l.into_changes();
+    assert!(changes.reservations[0].lines_added);
+}
+
+#[test]
+fn a_stored_payment_is_settled_by_a_create_in_a_later_batch() {
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let paid = Reservation::restore(oid("o"), ReservationStatus::Paid, Vec::new(), now, now, None, 3);
+    let mut l = Ledger::new(
+        Snapshot {
+            stock: vec![Inventory::restore(Uuid::nil(), pid("a"), 5, 1, 7, now).unwrap()],
+            reservations: vec![paid],
+            ..Snapshot::default()
+        },
+        now,
+        Duration::minutes(30),
+    );
+    assert_eq!(
+        l.apply(&reserve(1, "o", &[("a", 2), ("a", 1)])).unwrap(),
+        Outcome::Reserved
+    );
+    let changes = l.into_changes();
+    let write = &changes.reservations[0];
+    assert_eq!(
+        write.expected_version,
+        Some(3),
+        "the stored row is updated, not inserted again"
+    );
+    assert!(write.lines_added, "its lines are new");
+    assert_eq!(write.reservation.status(), ReservationStatus::Committed);
+    assert_eq!(write.reservation.lines()[0].quantity, 3);
+    let stock = &changes.stock[0].inventory;
+    assert_eq!(
+        (stock.quantity(), stock.reserved()),
+        (2, 1),
+        "3 deducted, the other hold untouched"
+    );
+}
+
+#[test]
+fn a_paid_order_that_cannot_be_served_fails_and_holds_nothing() {
+    let mut l = ledger_with(&[("a", 2)]);
+    assert_eq!(l.apply(&commit(1, "o")).unwrap(), Outcome::PaymentRecorded);
+    assert_eq!(
+        l.apply(&reserve(2, "o", &[("a", 3)])).unwrap(),
+        Outcome::Failed(FailureReason::InsufficientStock)
+    );
+    assert_eq!(counts(&l, "a"), (2, 0));
+    assert_eq!(
+        l.reservation(&oid("o")).unwrap().status(),
+        ReservationStatus::Failed(FailureReason::InsufficientStock)
+    );
+}

@@ -69,6 +69,7 @@ fn status_from_row(status: &str, reason: Option<&str>) -> Result<ReservationStat
         "RESERVED" => ReservationStatus::Reserved,
         "COMMITTED" => ReservationStatus::Committed,
         "CANCELLED" => ReservationStatus::Cancelled,
+        "PAID" => ReservationStatus::Paid,
         "RELEASED" => ReservationStatus::Released(reason.and_then(ReleaseReason::parse).ok_or_else(bad)?),
         "FAILED" => ReservationStatus::Failed(reason.and_then(FailureReason::parse).ok_or_else(bad)?),
         _ => return Err(bad()),

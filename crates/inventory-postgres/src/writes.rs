@@ -169,31 +169,6 @@ async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -
         if n != inserts.len() {
             return Err(TxError::Conflict);
         }
-        let lines: Vec<(&str, &inventory_domain::LineItem)> = inserts
-            .iter()
-            .flat_map(|w| {
-                w.reservation
-                    .lines()
-                    .iter()
-                    .map(move |l| (w.reservation.order_id().as_str(), l))
-            })
-            .collect();
-        if !lines.is_empty() {
-            diesel::sql_query(
-                "INSERT INTO reservation_lines (order_id, product_id, quantity) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])",
-            )
-            .bind::<Array<Text>, _>(lines.iter().map(|(o, _)| (*o).to_owned()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(lines.iter().map(|(_, l)| l.product_id.to_string()).collect::<Vec<_>>())
-            .bind::<Array<Integer>, _>(
-                lines
-                    .iter()
-                    .map(|(_, l)| to_i32(l.quantity))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )
-            .execute(conn)
-            .await?;
-        }
     }
     if !updates.is_empty() {
         let (ids, statuses, reasons, expires) = columns(&updates);
@@ -222,6 +197,34 @@ async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -
         if n != updates.len() {
             return Err(TxError::Conflict);
         }
+    }
+    // Lines of new holds, and of paid orders reserved late, after their reservation rows.
+    let lines: Vec<(&str, &inventory_domain::LineItem)> = changes
+        .reservations
+        .iter()
+        .filter(|w| w.lines_added)
+        .flat_map(|w| {
+            w.reservation
+                .lines()
+                .iter()
+                .map(move |l| (w.reservation.order_id().as_str(), l))
+        })
+        .collect();
+    if !lines.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO reservation_lines (order_id, product_id, quantity) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])",
+        )
+        .bind::<Array<Text>, _>(lines.iter().map(|(o, _)| (*o).to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(lines.iter().map(|(_, l)| l.product_id.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(
+            lines
+                .iter()
+                .map(|(_, l)| to_i32(l.quantity))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }
