@@ -51,6 +51,15 @@ fn items(v: &Value) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Holds that expire after 1 s, swept every 200 ms.
+fn short_holds() -> AppOptions {
+    AppOptions {
+        hold_ttl_secs: 1,
+        sweep_ms: 200,
+        ..AppOptions::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_reserves_and_announces_it() {
     let db = TestDb::new().await;
@@ -249,12 +258,7 @@ async fn payment_failed_releases_and_payment_succeeded_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_that_overtakes_its_order_makes_the_late_order_deduct_at_once() {
     let db = TestDb::new().await;
-    let options = AppOptions {
-        hold_ttl_secs: 1,
-        sweep_ms: 200,
-        ..AppOptions::default()
-    };
-    let app = TestApp::spawn(&db, options).await;
+    let app = TestApp::spawn(&db, short_holds()).await;
     stock(&app, "a", 10).await;
     let outcomes = Reader::new(&app.topics.inventory);
     let p = producer();
@@ -300,12 +304,7 @@ async fn a_payment_that_overtakes_its_order_makes_the_late_order_deduct_at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_holds_are_released_with_reason_expired() {
     let db = TestDb::new().await;
-    let options = AppOptions {
-        hold_ttl_secs: 1,
-        sweep_ms: 200,
-        ..AppOptions::default()
-    };
-    let app = TestApp::spawn(&db, options).await;
+    let app = TestApp::spawn(&db, short_holds()).await;
     stock(&app, "a", 4).await;
     let outcomes = Reader::new(&app.topics.inventory);
     send_json(&producer(), &app.topics.orders, &order_created("o-1", &[("a", 4)])).await;
