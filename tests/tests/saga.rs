@@ -321,6 +321,53 @@ async fn expired_holds_are_released_with_reason_expired() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_stored_state_cannot_take_is_dead_lettered_alone() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 10).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let dead = Reader::new(&format!("{}.DLT", app.topics.orders));
+    let p = producer();
+    send_json(&p, &app.topics.orders, &order_created("o-1", &[("a", 2)])).await;
+    assert_eq!(
+        outcomes.next(WAIT, "the reservation").await.value["eventType"],
+        "InventoryReservedEvent"
+    );
+    // A bad manual edit: the hold of o-1 is gone from the stock row, so releasing it cannot be applied.
+    use diesel_async::SimpleAsyncConnection;
+    db.conn()
+        .await
+        .batch_execute("UPDATE inventory SET reserved = 0 WHERE product_id = 'a'")
+        .await
+        .unwrap();
+    send_json(&p, &app.topics.orders, &simple("OrderCancelledEvent", "o-1")).await;
+    send_json(&p, &app.topics.orders, &order_created("o-2", &[("a", 1)])).await;
+
+    let letter = dead.next(WAIT, "the cancel that cannot be applied").await;
+    assert_eq!(letter.key.as_deref(), Some("o-1"));
+    assert_eq!(letter.value["eventType"], "OrderCancelledEvent");
+    assert!(
+        letter.headers["dlt-error"].starts_with("processing failed"),
+        "{:?}",
+        letter.headers
+    );
+    let out = outcomes.next(WAIT, "the good order beside it").await;
+    assert_eq!(
+        (out.value["orderId"].as_str(), out.value["eventType"].as_str()),
+        (Some("o-2"), Some("InventoryReservedEvent"))
+    );
+    // The consumer went on.
+    send_json(&p, &app.topics.orders, &order_created("o-3", &[("a", 1)])).await;
+    assert_eq!(outcomes.next(WAIT, "a later order").await.value["orderId"], "o-3");
+    assert_eq!(
+        counts(&app, "a").await,
+        (10, 2),
+        "o-2 and o-3 hold one each; the bad cancel changed nothing"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
     let db = TestDb::new().await;
     let topics = Topics::new();

@@ -28,6 +28,16 @@ const ATTEMPTS_BEFORE_ISOLATING: u32 = 3;
 /// How long a stopping consumer waits for its close (final commit, leaving the group).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How handling a group of events ended.
+enum Attempted {
+    /// Committed, with one outcome per event.
+    Done(Vec<Outcome>),
+    /// Still failing, not transiently, after the allowed attempts.
+    Failed(ServiceError),
+    /// Shutdown came first; nothing was committed.
+    Stopped,
+}
+
 /// The consumer of order and payment events.
 pub struct SagaConsumer<R, C> {
     consumer: StreamConsumer,
@@ -197,31 +207,22 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         batch: &[Record],
         shutdown: &CancellationToken,
     ) -> bool {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match self.service.handle_events(commands).await {
-                Ok(outcomes) => {
-                    for ((event_type, _), outcome) in origins.iter().zip(&outcomes) {
-                        count(event_type, *outcome);
-                    }
-                    return true;
+        match self.handle_with_retries(commands, shutdown).await {
+            Attempted::Done(outcomes) => {
+                for ((event_type, _), outcome) in origins.iter().zip(&outcomes) {
+                    count(event_type, *outcome);
                 }
-                Err(e) if is_transient(&e) || attempt < ATTEMPTS_BEFORE_ISOLATING => {
-                    metrics::counter!("inventory_consumer_retries_total").increment(1);
-                    tracing::warn!(error = %e, attempt, size = commands.len(), "batch failed; retrying");
-                    if !pause(attempt, shutdown).await {
-                        return false;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "batch keeps failing; handling its events one by one");
-                    return self.isolate(commands, origins, batch, shutdown).await;
-                }
+                true
+            }
+            Attempted::Stopped => false,
+            Attempted::Failed(e) => {
+                tracing::error!(error = %e, "batch keeps failing; handling its events one by one");
+                self.isolate(commands, origins, batch, shutdown).await
             }
         }
     }
 
+    /// Handles each event on its own; one that still fails goes to the dead letters.
     async fn isolate(
         &self,
         commands: &[IncomingEvent],
@@ -230,30 +231,38 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         shutdown: &CancellationToken,
     ) -> bool {
         for (event, (event_type, index)) in commands.iter().zip(origins) {
-            let mut attempt = 0u32;
-            loop {
-                attempt += 1;
-                match self.service.handle_events(std::slice::from_ref(event)).await {
-                    Ok(outcomes) => {
-                        count(event_type, outcomes[0]);
-                        break;
-                    }
-                    Err(e) if is_transient(&e) || attempt < ATTEMPTS_BEFORE_ISOLATING => {
-                        if !pause(attempt, shutdown).await {
-                            return false;
-                        }
-                    }
-                    Err(e) => {
-                        let error = format!("processing failed: {e}");
-                        if !self.dead_letter(&batch[*index], &error, shutdown).await {
-                            return false;
-                        }
-                        break;
+            match self.handle_with_retries(std::slice::from_ref(event), shutdown).await {
+                Attempted::Done(outcomes) => count(event_type, outcomes[0]),
+                Attempted::Stopped => return false,
+                Attempted::Failed(e) => {
+                    let error = format!("processing failed: {e}");
+                    if !self.dead_letter(&batch[*index], &error, shutdown).await {
+                        return false;
                     }
                 }
             }
         }
         true
+    }
+
+    /// Handles `events` in one transaction, retrying a transient failure for as
+    /// long as it lasts and any other until `ATTEMPTS_BEFORE_ISOLATING` attempts.
+    async fn handle_with_retries(&self, events: &[IncomingEvent], shutdown: &CancellationToken) -> Attempted {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.service.handle_events(events).await {
+                Ok(outcomes) => return Attempted::Done(outcomes),
+                Err(e) if is_transient(&e) || attempt < ATTEMPTS_BEFORE_ISOLATING => {
+                    metrics::counter!("inventory_consumer_retries_total").increment(1);
+                    tracing::warn!(error = %e, attempt, size = events.len(), "handling failed; retrying");
+                    if !pause(attempt, shutdown).await {
+                        return Attempted::Stopped;
+                    }
+                }
+                Err(e) => return Attempted::Failed(e),
+            }
+        }
     }
 
     /// Sends a record to `<topic>.DLT`, retrying until the broker takes it.
