@@ -195,20 +195,41 @@ fn idempotency(
     }))
 }
 
+/// What an admin write starts from: who, the parsed body, and its idempotency key.
+struct AdminWrite<T> {
+    actor: Actor,
+    body: T,
+    once: Option<IdempotentRequest>,
+}
+
+/// Authorizes `ROLE_ADMIN`, reads and parses the body, and binds any `Idempotency-Key` to it.
+async fn admin_write<T: serde::de::DeserializeOwned>(
+    auth: &crate::AuthConfig,
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<AdminWrite<T>, ApiError> {
+    let principal = authorize(auth, request, &["ADMIN"])?;
+    let raw = read_body(payload).await?;
+    let body = parse(&raw)?;
+    let once = idempotency(request, &principal, &raw)?;
+    Ok(AdminWrite {
+        actor: Actor(principal.subject),
+        body,
+        once,
+    })
+}
+
 pub(crate) async fn add_stock<R: InventoryRepository, C: Clock>(
     state: web::Data<ApiState<R, C>>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authorize(&state.auth, &request, &["ADMIN"])?;
-    let raw = read_body(payload).await?;
-    let body: AddRequest = parse(&raw)?;
-    let once = idempotency(&request, &principal, &raw)?;
+    let AdminWrite { actor, body, once } = admin_write::<AddRequest>(&state.auth, &request, payload).await?;
     let product = product_id("productId", body.product_id)?;
     let amount = Quantity::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     let stock = state
         .service
-        .add_stock_once(&product, amount, &Actor(principal.subject), once.as_ref())
+        .add_stock_once(&product, amount, &actor, once.as_ref())
         .await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
@@ -218,10 +239,7 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authorize(&state.auth, &request, &["ADMIN"])?;
-    let raw = read_body(payload).await?;
-    let body: AuditRequest = parse(&raw)?;
-    let once = idempotency(&request, &principal, &raw)?;
+    let AdminWrite { actor, body, once } = admin_write::<AuditRequest>(&state.auth, &request, payload).await?;
     let product = product_id("productId", body.product_id)?;
     let count = StockCount::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     let reason = AdjustmentReason::parse(&body.reason)
@@ -234,14 +252,7 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
         })?;
     let stock = state
         .service
-        .audit_stock_once(
-            &product,
-            count,
-            reason,
-            &Actor(principal.subject),
-            body.expected_version,
-            once.as_ref(),
-        )
+        .audit_stock_once(&product, count, reason, &actor, body.expected_version, once.as_ref())
         .await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
