@@ -36,6 +36,8 @@ pub struct AppOptions {
     pub jwt_audience: Option<String>,
     /// RS256/ES256 public key file instead of the HS256 secret.
     pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// Another broker than the stack's (a test's own).
+    pub kafka_bootstrap: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -50,6 +52,7 @@ impl Default for AppOptions {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_public_key_file: None,
+            kafka_bootstrap: None,
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct TestApp {
     pub topics: Topics,
     /// Its use cases, to arrange and check state.
     pub service: Service,
+    /// The saga consumer's health, when Kafka is on.
+    pub saga: Option<std::sync::Arc<inventory_kafka::ConsumerHealth>>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -81,7 +86,12 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             db_pool_acquire_timeout_ms: 5000,
         },
         kafka: KafkaSettings {
-            kafka_bootstrap_servers: options.kafka.then(|| stack().kafka_bootstrap.clone()),
+            kafka_bootstrap_servers: options.kafka.then(|| {
+                options
+                    .kafka_bootstrap
+                    .clone()
+                    .unwrap_or_else(|| stack().kafka_bootstrap.clone())
+            }),
             kafka_group_id: topics.group.clone(),
             kafka_order_topic: topics.orders.clone(),
             kafka_payment_topic: topics.payments.clone(),
@@ -91,6 +101,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             kafka_session_timeout_ms: 10_000,
             kafka_max_poll_interval_ms: 300_000,
             kafka_publish_timeout_ms: 30_000,
+            kafka_watchdog_bound_ms: 30_000,
         },
         jwt: JwtSettings {
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),
@@ -126,17 +137,51 @@ impl TestApp {
         let addr = app.http_addr();
         let ops_addr = app.ops_addr();
         let service = app.service().clone();
+        let saga = app.saga_health();
         let shutdown = app.shutdown_token();
         let task = tokio::spawn(async move {
             app.run().await.expect("service runs");
         });
-        Self {
+        let app = Self {
             addr,
             ops_addr,
             topics,
             service,
+            saga,
             shutdown,
             task: Some(task),
+        };
+        // Ready means the saga holds partitions: the test starts from a consumer that has joined. With
+        // three partitions, up to three instances of one group each get some.
+        if app.saga.is_some() {
+            app.wait_ready(std::time::Duration::from_secs(30)).await;
+        }
+        app
+    }
+
+    /// `GET /health/ready`: status and body.
+    pub async fn readiness(&self) -> (u16, serde_json::Value) {
+        let reply = crate::http::client()
+            .get(self.url("/health/ready"))
+            .send()
+            .await
+            .expect("GET /health/ready");
+        (reply.status().as_u16(), reply.json().await.expect("a JSON body"))
+    }
+
+    /// Waits until `/health/ready` is 200 or `within` passes (then panics with the last answer).
+    pub async fn wait_ready(&self, within: std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let (status, body) = self.readiness().await;
+            if status == 200 {
+                return;
+            }
+            assert!(
+                started.elapsed() < within,
+                "not ready within {within:?}: {status} {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 

@@ -34,9 +34,22 @@ impl TestDb {
         db
     }
 
+    /// Creates and migrates a fresh schema on another server (a test's own).
+    pub async fn on(admin_url: &str) -> Self {
+        let db = Self::empty_on(admin_url).await;
+        inventory_postgres::run_migrations(&db.url)
+            .await
+            .expect("migrations apply to a fresh schema");
+        db
+    }
+
     /// A fresh schema with no tables (for the migration test).
     pub async fn empty() -> Self {
-        let admin_url = stack().database_url.clone();
+        Self::empty_on(&stack().database_url).await
+    }
+
+    async fn empty_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let schema = unique("test");
         let mut conn = admin(&admin_url).await;
         conn.batch_execute(&format!("CREATE SCHEMA {schema}"))

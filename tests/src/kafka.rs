@@ -123,8 +123,13 @@ pub async fn group_members(group: &str) -> usize {
 
 /// A producer for test input.
 pub fn producer() -> FutureProducer {
+    producer_on(&stack().kafka_bootstrap)
+}
+
+/// A producer for test input to the broker at `bootstrap` (a test's own).
+pub fn producer_on(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", &stack().kafka_bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .set("message.max.bytes", "4000000")
         .set("linger.ms", "0")
         .create()
@@ -182,8 +187,13 @@ pub struct Reader {
 impl Reader {
     /// Subscribes to `topic` with a private group.
     pub fn new(topic: &str) -> Self {
+        Self::on(&stack().kafka_bootstrap, topic)
+    }
+
+    /// Subscribes to `topic` on the broker at `bootstrap` (a test's own).
+    pub fn on(bootstrap: &str, topic: &str) -> Self {
         let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &stack().kafka_bootstrap)
+            .set("bootstrap.servers", bootstrap)
             .set("group.id", unique("reader"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
@@ -256,47 +266,29 @@ impl Reader {
     }
 }
 
-/// The local broker, paused with SIGSTOP until this is dropped (SIGCONT): a broker that hangs, as in a
-/// network partition. Only for a test binary of its own, since every test running meanwhile loses Kafka.
-pub struct PausedBroker {
-    pid: String,
-}
-
-impl PausedBroker {
-    /// Pauses the broker `deploy/local/stack.sh` started; fails when the tests use another one.
-    pub fn pause() -> Self {
-        let root = crate::workspace_root();
-        let local = crate::read_env_file(&root.join(".local/kafka/server.properties"));
-        let listener = local
-            .get("listeners")
-            .and_then(|l| l.strip_prefix("PLAINTEXT://"))
-            .and_then(|l| l.split(',').next());
-        assert_eq!(
-            listener,
-            Some(stack().kafka_bootstrap.as_str()),
-            "this test pauses the local broker (.local/kafka), but the tests use {}: run it with the \
-             local stack (`just test` without KAFKA_BOOTSTRAP_SERVERS)",
-            stack().kafka_bootstrap
-        );
-        let pid = std::fs::read_to_string(root.join(".local/kafka/broker.pid"))
-            .expect("the local broker's pid file (.local/kafka/broker.pid); run `just stack-up`")
-            .trim()
-            .to_owned();
-        signal("STOP", &pid);
-        Self { pid }
-    }
-}
-
-impl Drop for PausedBroker {
-    fn drop(&mut self) {
-        signal("CONT", &self.pid);
-    }
-}
-
-fn signal(name: &str, pid: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{name} {pid} failed");
+/// Records ever written to `topic` on the broker at `bootstrap` (0 when it does not exist).
+pub async fn record_count(bootstrap: &str, topic: &str) -> i64 {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let client: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("client");
+        let metadata = client
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("the broker answers a metadata request");
+        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return 0;
+        };
+        t.partitions()
+            .iter()
+            .map(|p| {
+                client
+                    .fetch_watermarks(&topic, p.id(), Duration::from_secs(10))
+                    .map_or(0, |(low, high)| high - low)
+            })
+            .sum()
+    })
+    .await
+    .expect("watermark lookup")
 }

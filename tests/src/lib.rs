@@ -11,6 +11,7 @@ pub mod db;
 pub mod http;
 pub mod kafka;
 pub mod proxy;
+pub mod servers;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,9 +1,6 @@
-//! A hung broker: the local one, paused with SIGSTOP. The service keeps what
+//! A hung broker: the test's own, paused with SIGSTOP. The service keeps what
 //! it commits meanwhile in its outbox, says it is not ready, and publishes
 //! everything once the broker answers again.
-//!
-//! A test binary of its own with a single test: cargo runs test binaries one
-//! after another, so no other test loses Kafka while it is paused.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,7 +9,8 @@ use diesel_async::RunQueryDsl;
 use inventory_domain::{Actor, ProductId, Quantity};
 use inventory_tests::app::{AppOptions, TestApp};
 use inventory_tests::db::TestDb;
-use inventory_tests::kafka::{PausedBroker, Reader, Topics, order_created, producer, send_json};
+use inventory_tests::kafka::{Reader, Topics, order_created, producer_on, send_json};
+use inventory_tests::servers::OwnKafka;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -51,9 +49,11 @@ async fn relay_failures(app: &TestApp) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_broker_delays_events_and_loses_none() {
     let db = TestDb::new().await;
+    let kafka = OwnKafka::start();
     let options = AppOptions {
         hold_ttl_secs: 2,
         sweep_ms: 200,
+        kafka_bootstrap: Some(kafka.bootstrap()),
         ..AppOptions::default()
     };
     let topics = Topics::new();
@@ -66,15 +66,15 @@ async fn a_hung_broker_delays_events_and_loses_none() {
         .add_stock(&a, Quantity::new(5).unwrap(), &Actor("test".into()))
         .await
         .unwrap();
-    let outcomes = Reader::new(&app.topics.inventory);
-    let p = producer();
+    let outcomes = Reader::on(&kafka.bootstrap(), &app.topics.inventory);
+    let p = producer_on(&kafka.bootstrap());
     send_json(&p, &app.topics.orders, &order_created("o-1", &[("a", 2)])).await;
     assert_eq!(
         outcomes.next(WAIT, "the reservation").await.value["eventType"],
         "InventoryReservedEvent"
     );
 
-    let paused = PausedBroker::pause();
+    kafka.pause();
     // The sweeper needs only the database: it releases the expired hold and commits the
     // event, which cannot leave while the broker hangs.
     let started = Instant::now();
@@ -98,7 +98,7 @@ async fn a_hung_broker_delays_events_and_loses_none() {
         relay_failures(&app).await > 0.0,
         "the relay's sends timed out while the broker hung"
     );
-    drop(paused);
+    kafka.resume();
 
     late.await.unwrap();
     // A send that timed out may still reach the broker once it wakes: the same event twice, with one

@@ -412,12 +412,19 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
     for (_, payload) in &poison {
         send(&p, &app.topics.orders, "k", payload, &[("trace", "t-1")]).await;
     }
-    let mut good = order_created("k", &[("a", 2)]);
-    good["orderId"] = json!("k");
-    send_json(&p, &app.topics.orders, &good).await;
+    let good = order_created("k2", &[("a", 2)]);
+    send(&p, &app.topics.orders, "k", good.to_string().as_bytes(), &[]).await;
 
+    // The order the unreadable records name is answered, once, with the first problem found;
+    // the records that name no order (or are no order) are only dead-lettered.
+    let answer = outcomes.next(WAIT, "the answer to the unreadable order k").await;
+    assert_eq!(answer.value["eventType"], "StockReservationFailedEvent");
+    assert_eq!(answer.value["orderId"], "k");
+    assert_eq!(answer.value["reason"], "INVALID_ORDER");
+    assert_eq!(answer.value["detail"], "items: missing");
     let out = outcomes.next(WAIT, "the good record's outcome").await;
-    assert_eq!(out.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(out.value["eventType"], "InventoryReservedEvent", "{}", out.value);
+    assert_eq!(out.value["orderId"], "k2");
     assert_eq!(counts(&app, "a").await, (5, 2));
 
     let letters = dead.take(poison.len(), WAIT, "one dead letter per poison record").await;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use inventory_domain::{Clock, InventoryService, OutboxStore, ServiceConfig};
 use inventory_http::{ApiState, Readiness};
-use inventory_kafka::{KafkaPublisher, SagaConsumer};
+use inventory_kafka::{ConsumerHealth, KafkaPublisher};
 use inventory_postgres::PgRepository;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,18 +39,21 @@ impl Clock for SystemClock {
 /// The service as the app runs it.
 pub type Service = InventoryService<PgRepository, SystemClock>;
 
-struct KafkaReadiness(Option<KafkaPublisher>);
+/// Kafka is ready when the broker answers and the saga consumes.
+struct KafkaReadiness(Option<(KafkaPublisher, Arc<ConsumerHealth>)>);
 
 #[async_trait]
 impl Readiness for KafkaReadiness {
-    async fn check(&self) -> Vec<(&'static str, bool)> {
-        match &self.0 {
-            Some(p) => vec![(
-                "kafka",
-                inventory_kafka::broker_reachable(p.producer(), Duration::from_secs(2)).await,
-            )],
-            None => Vec::new(),
-        }
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let Some((publisher, health)) = &self.0 else {
+            return Vec::new();
+        };
+        let result = if inventory_kafka::broker_reachable(publisher.producer(), Duration::from_secs(2)).await {
+            health.status()
+        } else {
+            Err("the broker does not answer".to_owned())
+        };
+        vec![("kafka", result)]
     }
 }
 
@@ -67,6 +70,7 @@ pub struct Application {
     stop_relay: CancellationToken,
     relay: Option<JoinHandle<()>>,
     publisher: Option<KafkaPublisher>,
+    saga: Option<Arc<ConsumerHealth>>,
     service: Service,
 }
 
@@ -94,12 +98,23 @@ impl Application {
         let mut tasks = Vec::new();
         let mut relay = None;
 
+        let mut saga = None;
         let publisher = match settings.kafka.config() {
             Some(kafka) => {
                 inventory_kafka::ensure_topics(&kafka).await?;
                 let publisher = KafkaPublisher::new(&kafka)?;
-                let consumer = SagaConsumer::new(&kafka, service.clone(), publisher.producer().clone())?;
-                tasks.push(("saga consumer", tokio::spawn(consumer.run(stop_writers.clone()))));
+                let health = ConsumerHealth::new();
+                tasks.push((
+                    "saga consumer",
+                    tokio::spawn(inventory_kafka::run_saga(
+                        kafka.clone(),
+                        service.clone(),
+                        publisher.producer().clone(),
+                        Arc::clone(&health),
+                        stop_writers.clone(),
+                    )),
+                ));
+                saga = Some(health);
                 relay = Some(tokio::spawn(inventory_kafka::run_relay(
                     Arc::new(repo.clone()),
                     Arc::new(publisher.clone()),
@@ -145,7 +160,7 @@ impl Application {
         let state = ApiState {
             service: service.clone(),
             auth: settings.jwt.auth()?,
-            readiness: Arc::new(KafkaReadiness(publisher.clone())),
+            readiness: Arc::new(KafkaReadiness(publisher.clone().zip(saga.clone()))),
             metrics: Arc::new(move || handle.render()),
         };
         let workers = if settings.http_workers == 0 {
@@ -170,8 +185,15 @@ impl Application {
             stop_relay,
             relay,
             publisher,
+            saga,
             service,
         })
+    }
+
+    /// The saga consumer's health (when Kafka is configured): what readiness
+    /// reports, and a fault-injection hook for tests.
+    pub fn saga_health(&self) -> Option<Arc<ConsumerHealth>> {
+        self.saga.clone()
     }
 
     /// Where the HTTP API listens.
@@ -252,7 +274,7 @@ async fn sweep_expired(service: Service, interval_ms: u64, shutdown: Cancellatio
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "expiry sweep failed");
+                    tracing::warn!(error = %inventory_domain::ErrorChain(&e), "expiry sweep failed");
                     break;
                 }
             }
@@ -274,14 +296,14 @@ async fn purge(repo: PgRepository, retention: Retention, shutdown: CancellationT
         match repo.purge(before).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "purged old processed-event and outbox rows"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purge failed"),
+            Err(e) => tracing::warn!(error = %inventory_domain::ErrorChain(&e), "purge failed"),
         }
         if retention.reservation_days > 0 {
             let before = Utc::now() - chrono::Duration::days(retention.reservation_days.min(100_000) as i64);
             match repo.purge_settled_reservations(before).await {
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "purged old settled reservations"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "reservation purge failed"),
+                Err(e) => tracing::warn!(error = %inventory_domain::ErrorChain(&e), "reservation purge failed"),
             }
         }
         tokio::select! {

@@ -100,20 +100,37 @@ async fn run() -> Result<(), BoxError> {
 }
 
 async fn serve(settings: Settings) -> Result<(), BoxError> {
-    let app = Application::build(settings).await?;
+    // Handlers first: a SIGTERM or SIGINT at any point of start-up (say, while
+    // topics are created against a hung broker) stops the process cleanly.
+    let stop = stop_on_signal()?;
+    let app = tokio::select! {
+        app = Application::build(settings) => app?,
+        _ = stop.cancelled() => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.cancelled().await;
         shutdown.cancel();
     });
     app.run().await
 }
 
-async fn wait_for_signal() {
+/// A token cancelled by the first SIGTERM or SIGINT.
+fn stop_on_signal() -> Result<tokio_util::sync::CancellationToken, BoxError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+        token.cancel();
+    });
+    Ok(stop)
 }

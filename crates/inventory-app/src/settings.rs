@@ -76,6 +76,11 @@ pub struct KafkaSettings {
     /// How long a produced record may wait for the broker before the send fails and is retried.
     #[arg(long, env = "KAFKA_PUBLISH_TIMEOUT_MS", default_value_t = 30_000)]
     pub kafka_publish_timeout_ms: u64,
+    /// The watchdog's bound: a consumer that holds no partition the group
+    /// needs, or has lag and makes no progress, for this long is recreated
+    /// (readiness is DOWN meanwhile).
+    #[arg(long, env = "KAFKA_WATCHDOG_BOUND_MS", default_value_t = 30_000)]
+    pub kafka_watchdog_bound_ms: u64,
 }
 
 impl KafkaSettings {
@@ -92,6 +97,9 @@ impl KafkaSettings {
         config.session_timeout = Duration::from_millis(self.kafka_session_timeout_ms);
         config.max_poll_interval = Duration::from_millis(self.kafka_max_poll_interval_ms);
         config.publish_timeout = Duration::from_millis(self.kafka_publish_timeout_ms.max(1));
+        config.watchdog.bound = Duration::from_millis(self.kafka_watchdog_bound_ms.max(1_000));
+        config.watchdog.interval =
+            (config.watchdog.bound / 5).clamp(Duration::from_millis(500), Duration::from_secs(2));
         Some(config)
     }
 }

@@ -166,13 +166,25 @@ pub enum OrderCommand {
         /// Order to commit.
         order_id: OrderId,
     },
+    /// An `OrderCreatedEvent` that names its order but cannot be read (a bad
+    /// line, quantity or event id): answered as failed with `INVALID_ORDER`,
+    /// so the order service can compensate instead of waiting for ever.
+    Reject {
+        /// Order that asked.
+        order_id: OrderId,
+        /// What is wrong with it, naming the field.
+        detail: String,
+    },
 }
 
 impl OrderCommand {
     /// The order the command is about.
     pub fn order_id(&self) -> &OrderId {
         match self {
-            Self::Reserve { order_id, .. } | Self::Release { order_id, .. } | Self::Commit { order_id } => order_id,
+            Self::Reserve { order_id, .. }
+            | Self::Release { order_id, .. }
+            | Self::Commit { order_id }
+            | Self::Reject { order_id, .. } => order_id,
         }
     }
 }

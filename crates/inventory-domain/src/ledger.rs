@@ -238,6 +238,7 @@ impl Ledger {
             OrderCommand::Reserve { order_id, lines } => self.reserve(&event.meta, order_id, lines)?,
             OrderCommand::Release { order_id, reason } => self.release(Some(&event.meta), order_id, *reason)?,
             OrderCommand::Commit { order_id } => self.commit(order_id)?,
+            OrderCommand::Reject { order_id, detail } => self.reject(&event.meta, order_id, detail),
         };
         self.processed.push(ProcessedEvent {
             event_id: event.meta.event_id,
@@ -342,6 +343,25 @@ impl Ledger {
             },
         );
         Ok(Outcome::Reserved)
+    }
+
+    /// An unreadable order fails as invalid, unless the order already has an
+    /// answer (a readable copy came first): then nothing changes.
+    fn reject(&mut self, meta: &EventMeta, order_id: &OrderId, detail: &str) -> Outcome {
+        match self.reservations.get(order_id).map(|r| r.value.status()) {
+            None | Some(ReservationStatus::Paid) => self.fail(
+                meta,
+                order_id,
+                FailureReason::InvalidOrder,
+                detail.to_owned(),
+                Vec::new(),
+            ),
+            Some(ReservationStatus::Cancelled) => {
+                let detail = format!("order {order_id} was cancelled before it could be reserved");
+                self.fail(meta, order_id, FailureReason::OrderCancelled, detail, Vec::new())
+            }
+            Some(_) => Outcome::NoChange,
+        }
     }
 
     fn fail(

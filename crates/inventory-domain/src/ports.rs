@@ -12,7 +12,12 @@ use crate::inventory::Inventory;
 use crate::reservation::Reservation;
 use crate::values::{Actor, AdjustmentReason, OrderId, ProductId};
 
-/// A store failure, as the domain sees it.
+/// The underlying error of a store failure, kept whole so logs show its chain.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A store failure, as the domain sees it. Which failures are transient is
+/// decided once, by the adapter, from typed causes: `Conflict` and
+/// `Unavailable` are, `Failure` is not.
 #[derive(Debug, Error)]
 pub enum RepoError {
     /// Another writer changed a row since it was loaded (optimistic lock), or
@@ -20,11 +25,38 @@ pub enum RepoError {
     #[error("concurrent update")]
     Conflict,
     /// The store cannot be reached or gave up for now; trying later may work.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable")]
+    Unavailable(#[source] Cause),
     /// The store refused the change or returned data it should never hold.
-    #[error("store failure: {0}")]
-    Failure(String),
+    #[error("store failure")]
+    Failure(#[source] Cause),
+}
+
+impl RepoError {
+    /// `Unavailable` with a message as its cause.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable(message.into().into())
+    }
+
+    /// `Failure` with a message as its cause.
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self::Failure(message.into().into())
+    }
+}
+
+/// Displays an error and its sources, `outer: inner: innermost`, for logs.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// What a unit of work needs to read before it decides.

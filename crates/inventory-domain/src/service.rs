@@ -63,7 +63,8 @@ impl ServiceMetrics {
     }
 }
 
-/// Why a use case failed.
+/// Why a use case failed. [`ServiceError::is_transient`] says which failures
+/// go away by themselves.
 #[derive(Debug, Error)]
 pub enum ServiceError {
     /// The product has no stock record.
@@ -92,12 +93,13 @@ pub enum ServiceError {
     /// The idempotency key was first used with another request.
     #[error("idempotency key {0} was used with a different request")]
     IdempotencyKeyReused(String),
-    /// The store could not be reached.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// The store failed.
-    #[error("store failure: {0}")]
-    Store(String),
+    /// The store could not be reached, or a connection-level failure cut
+    /// the attempt short: transient, trying again later may work.
+    #[error(transparent)]
+    Unavailable(RepoError),
+    /// The store failed for a reason retrying will not fix.
+    #[error(transparent)]
+    Store(RepoError),
 }
 
 impl From<AdjustError> for ServiceError {
@@ -110,12 +112,22 @@ impl From<AdjustError> for ServiceError {
     }
 }
 
+impl ServiceError {
+    /// A failure that lasts only as long as an outage or a race: the store
+    /// was unreachable or every attempt met a concurrent change. Callers
+    /// retry these (the consumer for as long as they last; HTTP answers 503
+    /// with `Retry-After`) and never treat them as the request's fault.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Contention { .. })
+    }
+}
+
 impl From<RepoError> for ServiceError {
     fn from(e: RepoError) -> Self {
         match e {
             RepoError::Conflict => Self::Contention { attempts: 1 },
-            RepoError::Unavailable(m) => Self::Unavailable(m),
-            RepoError::Failure(m) => Self::Store(m),
+            e @ RepoError::Unavailable(_) => Self::Unavailable(e),
+            e @ RepoError::Failure(_) => Self::Store(e),
         }
     }
 }

@@ -152,6 +152,53 @@ fn empty_order_is_invalid() {
     );
 }
 
+fn reject(n: u128, order: &str, detail: &str) -> IncomingEvent {
+    IncomingEvent {
+        meta: meta(n),
+        command: OrderCommand::Reject {
+            order_id: oid(order),
+            detail: detail.into(),
+        },
+    }
+}
+
+#[test]
+fn an_unreadable_order_is_answered_as_invalid_with_its_problem() {
+    let mut l = ledger_with(&[("a", 10)]);
+    assert_eq!(
+        l.apply(&reject(1, "o", "items[0].quantity: must be positive")).unwrap(),
+        Outcome::Failed(FailureReason::InvalidOrder)
+    );
+    assert_eq!(counts(&l, "a"), (10, 0), "nothing is held");
+    let [answer] = l.outbox() else {
+        panic!("one answer: {:?}", l.outbox())
+    };
+    let json = serde_json::to_value(answer).unwrap();
+    assert_eq!(json["eventType"], "StockReservationFailedEvent");
+    assert_eq!(json["reason"], "INVALID_ORDER");
+    assert_eq!(json["orderId"], "o");
+    assert_eq!(json["detail"], "items[0].quantity: must be positive");
+    // The same record again, or a readable copy of the order after it, changes nothing more.
+    assert_eq!(
+        l.apply(&reject(1, "o", "items[0].quantity: must be positive")).unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!(l.apply(&reserve(2, "o", &[("a", 1)])).unwrap(), Outcome::NoChange);
+    assert_eq!(counts(&l, "a"), (10, 0));
+}
+
+#[test]
+fn an_unreadable_copy_after_a_reservation_changes_nothing() {
+    let mut l = ledger_with(&[("a", 10)]);
+    assert_eq!(l.apply(&reserve(1, "o", &[("a", 2)])).unwrap(), Outcome::Reserved);
+    assert_eq!(
+        l.apply(&reject(2, "o", "eventId: too long")).unwrap(),
+        Outcome::NoChange
+    );
+    assert_eq!(counts(&l, "a"), (10, 2), "the hold stands");
+    assert_eq!(l.outbox().len(), 1, "only the reservation was announced");
+}
+
 #[test]
 fn too_many_lines_are_refused_at_construction() {
     let line = OrderLine {

@@ -310,12 +310,18 @@ async fn a_processed_event_changes_nothing() {
 async fn store_outage_surfaces_as_unavailable() {
     let mut repo = MockInventoryRepository::new();
     repo.expect_load()
-        .returning(|_| Err(RepoError::Unavailable("connection refused".into())));
+        .returning(|_| Err(RepoError::unavailable("connection refused")));
     let err = service(repo, 3)
         .handle_events(&[order(1, "o", &[("a", 1)])])
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(
+        inventory_domain::ErrorChain(&err).to_string(),
+        "store unavailable: connection refused",
+        "the cause is kept, not flattened"
+    );
 }
 
 #[tokio::test]

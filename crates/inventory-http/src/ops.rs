@@ -19,8 +19,8 @@ use crate::problem::ApiError;
 /// Checks of dependencies other than the database (Kafka).
 #[async_trait]
 pub trait Readiness: Send + Sync {
-    /// (name, up) per dependency.
-    async fn check(&self) -> Vec<(&'static str, bool)>;
+    /// (name, `Ok` or why it is down) per dependency.
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)>;
 }
 
 /// Renders the Prometheus text exposition.
@@ -93,14 +93,25 @@ pub(crate) async fn live() -> HttpResponse {
 
 pub(crate) async fn ready<R: InventoryRepository, C: Clock>(state: web::Data<ApiState<R, C>>) -> HttpResponse {
     let mut checks = serde_json::Map::new();
-    let database = state.service.repository().ping().await.is_ok();
-    checks.insert("database".into(), json!(if database { "UP" } else { "DOWN" }));
-    let mut up = database;
-    for (name, ok) in state.readiness.check().await {
-        up &= ok;
-        checks.insert(name.into(), json!(if ok { "UP" } else { "DOWN" }));
+    let mut reasons = serde_json::Map::new();
+    let database = state
+        .service
+        .repository()
+        .ping()
+        .await
+        .map_err(|e| inventory_domain::ErrorChain(&e).to_string());
+    let mut up = true;
+    for (name, result) in std::iter::once(("database", database)).chain(state.readiness.check().await) {
+        up &= result.is_ok();
+        checks.insert(name.into(), json!(if result.is_ok() { "UP" } else { "DOWN" }));
+        if let Err(why) = result {
+            reasons.insert(name.into(), json!(why));
+        }
     }
-    let body = json!({"status": if up { "UP" } else { "DOWN" }, "checks": checks});
+    let mut body = json!({"status": if up { "UP" } else { "DOWN" }, "checks": checks});
+    if !reasons.is_empty() {
+        body["reasons"] = serde_json::Value::Object(reasons);
+    }
     if up {
         HttpResponse::Ok().json(body)
     } else {

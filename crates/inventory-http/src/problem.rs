@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use inventory_domain::{ServiceError, StockError};
+use inventory_domain::{ErrorChain, ServiceError, StockError};
 use serde::Serialize;
 
 /// An offending field and what is wrong with it.
@@ -212,12 +212,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::VersionMismatch { expected, actual } => Self::VersionMismatch { expected, actual },
             ServiceError::Contention { .. } => Self::Contention,
             ServiceError::IdempotencyKeyReused(key) => Self::IdempotencyKeyReused(key),
-            ServiceError::Unavailable(cause) => {
-                tracing::warn!(%cause, "database unavailable");
+            e @ ServiceError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&e), "database unavailable");
                 Self::Unavailable
             }
             other => {
-                tracing::error!(error = %other, "request failed");
+                tracing::error!(error = %ErrorChain(&other), "request failed");
                 Self::Internal
             }
         }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::watchdog::WatchdogConfig;
+
 /// Where and how the saga talks to Kafka.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -29,6 +31,8 @@ pub struct KafkaConfig {
     pub max_poll_interval: Duration,
     /// Producer `message.timeout.ms`.
     pub publish_timeout: Duration,
+    /// When the saga consumer counts as stalled.
+    pub watchdog: WatchdogConfig,
 }
 
 impl KafkaConfig {
@@ -47,6 +51,7 @@ impl KafkaConfig {
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(300),
             publish_timeout: Duration::from_secs(30),
+            watchdog: WatchdogConfig::default(),
         }
     }
 

@@ -7,9 +7,13 @@
 //! that transaction commits (or a poison record reached its dead-letter
 //! topic), and committed by librdkafka in the background and at shutdown.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use inventory_domain::{Clock, IncomingEvent, InventoryRepository, InventoryService, Outcome, ServiceError};
+use inventory_domain::{
+    Clock, ErrorChain, IncomingEvent, InventoryRepository, InventoryService, Outcome, ServiceError,
+};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -20,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 use crate::decode::{Decoded, RawRecord, decode};
+use crate::watchdog::{ConsumerHealth, SagaContext, watch};
 
 /// Attempts at a batch that fails for a non-transient reason before its
 /// events are handled one by one, so one bad event cannot stall the rest.
@@ -38,12 +43,21 @@ enum Attempted {
     Stopped,
 }
 
+/// At most one WARN per unknown event type in this long.
+const UNKNOWN_TYPE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Distinct unknown types counted by name; the rest count as `other`.
+const UNKNOWN_TYPES_COUNTED: usize = 100;
+
 /// The consumer of order and payment events.
 pub struct SagaConsumer<R, C> {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer<SagaContext>>,
     producer: FutureProducer,
     service: InventoryService<R, C>,
     config: KafkaConfig,
+    health: Arc<ConsumerHealth>,
+    /// When each unknown event type was last logged.
+    unknown_types: Mutex<HashMap<String, Instant>>,
 }
 
 struct Record {
@@ -71,8 +85,12 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         config: &KafkaConfig,
         service: InventoryService<R, C>,
         producer: FutureProducer,
+        health: Arc<ConsumerHealth>,
     ) -> Result<Self, KafkaError> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let context = SagaContext {
+            health: Arc::clone(&health),
+        };
+        let consumer: StreamConsumer<SagaContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "true")
@@ -90,21 +108,30 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                     .to_string(),
             )
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .create()?;
+            .create_with_context(context)?;
         consumer.subscribe(&[&config.order_topic, &config.payment_topic])?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             producer,
             service,
             config: config.clone(),
+            health,
+            unknown_types: Mutex::new(HashMap::new()),
         })
     }
 
     /// Consumes until `shutdown`; then finishes the batch in hand and commits offsets.
     pub async fn run(self, shutdown: CancellationToken) {
+        self.health.started(self.config.watchdog.bound);
         loop {
+            if self.health.stalled() {
+                // Fault injection: hang as a client that stopped polling would, until stopped.
+                shutdown.cancelled().await;
+                break;
+            }
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = self.health.stall_injected() => continue,
                 m = self.consumer.recv() => m,
             };
             let first = match first {
@@ -127,10 +154,13 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                     Err(_) => break,
                 }
             }
+            self.health.batch_started();
             if !self.process(&batch, &shutdown).await {
                 break;
             }
+            self.health.batch_done();
         }
+        self.health.stopped("the saga consumer is stopping");
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
             // Nothing stored since the last commit is also reported as an error.
             tracing::debug!(error = %e, "final offset commit");
@@ -140,6 +170,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         // so the close runs on a thread of its own and is awaited for a bounded time: offsets it
         // could not commit are only redelivered, and redelivery changes nothing twice.
         let (closed, close_done) = tokio::sync::oneshot::channel();
+        // The watchdog has let go of its handle by now (it stops with the same token), so this is the last.
         let consumer = self.consumer;
         let spawned = std::thread::Builder::new()
             .name("kafka-consumer-close".into())
@@ -176,9 +207,14 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                     commands.push(event);
                     origins.push((event_type, index));
                 }
-                Decoded::Skip { event_type } => {
-                    metrics::counter!("inventory_events_skipped_total").increment(1);
-                    tracing::debug!(%event_type, topic = record.message.topic(), "skipping an event of another type");
+                Decoded::Skip { event_type } => self.unknown_type(&event_type, record.message.topic()),
+                Decoded::Invalid { event, error } => {
+                    // Dead-lettered for the evidence, and answered so the order does not wait for ever.
+                    if !self.dead_letter(record, &error, shutdown).await {
+                        return false;
+                    }
+                    commands.push(event);
+                    origins.push(("OrderCreatedEvent", index));
                 }
                 Decoded::Poison { error } => {
                     if !self.dead_letter(record, &error, shutdown).await {
@@ -216,7 +252,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
             }
             Attempted::Stopped => false,
             Attempted::Failed(e) => {
-                tracing::error!(error = %e, "batch keeps failing; handling its events one by one");
+                tracing::error!(error = %ErrorChain(&e), "batch keeps failing; handling its events one by one");
                 self.isolate(commands, origins, batch, shutdown).await
             }
         }
@@ -235,7 +271,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 Attempted::Done(outcomes) => count(event_type, outcomes[0]),
                 Attempted::Stopped => return false,
                 Attempted::Failed(e) => {
-                    let error = format!("processing failed: {e}");
+                    let error = format!("processing failed: {}", ErrorChain(&e));
                     if !self.dead_letter(&batch[*index], &error, shutdown).await {
                         return false;
                     }
@@ -253,15 +289,45 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
             attempt += 1;
             match self.service.handle_events(events).await {
                 Ok(outcomes) => return Attempted::Done(outcomes),
-                Err(e) if is_transient(&e) || attempt < ATTEMPTS_BEFORE_ISOLATING => {
+                // A transient failure (the database down or restarting, a race) is retried for as long as
+                // it lasts: it is never the event's fault, so it never isolates or dead-letters one.
+                Err(e) if e.is_transient() || attempt < ATTEMPTS_BEFORE_ISOLATING => {
                     metrics::counter!("inventory_consumer_retries_total").increment(1);
-                    tracing::warn!(error = %e, attempt, size = events.len(), "handling failed; retrying");
+                    tracing::warn!(error = %ErrorChain(&e), transient = e.is_transient(), attempt, size = events.len(), "handling failed; retrying");
                     if !pause(attempt, shutdown).await {
                         return Attempted::Stopped;
                     }
                 }
                 Err(e) => return Attempted::Failed(e),
             }
+        }
+    }
+
+    /// Counts an event type this service does not act on, and logs it at WARN once a minute per type:
+    /// the topics carry other services' events, but a misspelt or renamed type would leave orders unanswered.
+    fn unknown_type(&self, event_type: &str, topic: &str) {
+        let mut seen = self
+            .unknown_types
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = seen.contains_key(event_type);
+        let label = if known || seen.len() < UNKNOWN_TYPES_COUNTED {
+            event_type.chars().take(64).collect::<String>()
+        } else {
+            "other".to_owned()
+        };
+        metrics::counter!("inventory_events_skipped_total", "type" => label).increment(1);
+        let now = Instant::now();
+        let due = seen
+            .get(event_type)
+            .is_none_or(|last| now.duration_since(*last) >= UNKNOWN_TYPE_LOG_EVERY);
+        if due && (known || seen.len() < UNKNOWN_TYPES_COUNTED) {
+            seen.insert(event_type.to_owned(), now);
+            tracing::warn!(
+                event_type = %event_type.chars().take(200).collect::<String>(),
+                topic,
+                "skipping events of a type this service does not handle (logged once a minute per type)"
+            );
         }
     }
 
@@ -338,10 +404,6 @@ fn dead_letter_headers(record: &Record, error: &str, drop_payload: bool) -> Owne
     headers
 }
 
-fn is_transient(e: &ServiceError) -> bool {
-    matches!(e, ServiceError::Unavailable(_) | ServiceError::Contention { .. })
-}
-
 fn count(event_type: &'static str, outcome: Outcome) {
     metrics::counter!("inventory_events_total", "type" => event_type, "outcome" => outcome.as_str()).increment(1);
 }
@@ -352,5 +414,74 @@ async fn pause(attempt: u32, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(wait) => true,
         _ = shutdown.cancelled() => false,
+    }
+}
+
+/// Runs the saga consumer until `shutdown`, with a watchdog beside it: when
+/// the consumer stops consuming (see [`crate::watchdog`]) or its loop ends,
+/// it is closed and a new one joins the group. `health` tells readiness.
+pub async fn run_saga<R, C>(
+    config: KafkaConfig,
+    service: InventoryService<R, C>,
+    producer: FutureProducer,
+    health: Arc<ConsumerHealth>,
+    shutdown: CancellationToken,
+) where
+    R: InventoryRepository + 'static,
+    C: Clock + 'static,
+{
+    let mut attempt = 0u32;
+    loop {
+        let consumer = match SagaConsumer::new(&config, service.clone(), producer.clone(), Arc::clone(&health)) {
+            Ok(c) => c,
+            Err(e) => {
+                attempt += 1;
+                health.stopped(&format!("cannot create the consumer: {e}"));
+                tracing::error!(error = %e, "cannot create the saga consumer; retrying");
+                if !pause(attempt, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        attempt = 0;
+        let admin = match ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .create()
+        {
+            Ok(admin) => admin,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the watchdog's client; retrying");
+                if !pause(1, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let stop = shutdown.child_token();
+        let watchdog = tokio::spawn(watch(
+            Arc::clone(&consumer.consumer),
+            admin,
+            Arc::clone(&health),
+            config.watchdog,
+            config.group_id.clone(),
+            vec![config.order_topic.clone(), config.payment_topic.clone()],
+            stop.clone(),
+        ));
+        let ended = tokio::spawn(consumer.run(stop.clone())).await;
+        stop.cancel();
+        let _ = watchdog.await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let cause = match ended {
+            Err(e) => {
+                tracing::error!(error = %e, "the saga consumer's loop panicked; recreating it");
+                "panicked"
+            }
+            Ok(()) => "watchdog",
+        };
+        health.restarted(cause);
+        health.stopped("recreating the saga consumer");
     }
 }

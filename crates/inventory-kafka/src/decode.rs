@@ -39,6 +39,15 @@ pub enum Decoded {
         /// The type name found.
         event_type: String,
     },
+    /// An `OrderCreatedEvent` that names its order but cannot be read
+    /// otherwise: dead-letter it, and answer the order with the `Reject`
+    /// command it carries, so the order service hears `INVALID_ORDER`.
+    Invalid {
+        /// A `Reject` for the order named.
+        event: IncomingEvent,
+        /// What is wrong, naming the field.
+        error: String,
+    },
     /// Cannot be understood; dead-letter it.
     Poison {
         /// What is wrong, naming the field.
@@ -101,6 +110,26 @@ pub fn decode(record: RawRecord<'_>) -> Decoded {
             event,
             event_type: known,
         },
+        Err(error) if known == "OrderCreatedEvent" => match order_id(&body) {
+            Ok(order_id) => Decoded::Invalid {
+                event: IncomingEvent {
+                    meta: EventMeta {
+                        // Its own id when that much is readable; else one derived from the bytes, so a
+                        // redelivered copy is still recognised and answered once.
+                        event_id: event_id(&body, known, payload, record.headers).unwrap_or_else(|_| {
+                            Uuid::new_v5(&Uuid::NAMESPACE_OID, &[b"invalid:".as_slice(), payload].concat())
+                        }),
+                        correlation_id: correlation_id(&body, record.headers).ok().flatten(),
+                    },
+                    command: OrderCommand::Reject {
+                        order_id,
+                        detail: error.clone(),
+                    },
+                },
+                error,
+            },
+            Err(_) => poison(error),
+        },
         Err(error) => poison(error),
     }
 }
@@ -127,27 +156,38 @@ fn command(
         },
         _ => OrderCommand::Commit { order_id },
     };
-    let event_id = match body.get("eventId") {
-        Some(Value::String(s)) => Uuid::parse_str(s).map_err(|e| format!("eventId: not a UUID: {e}"))?,
-        Some(_) => return Err("eventId: must be a string".into()),
-        // No id: derive one from the content, so a resent copy is still recognised.
-        None => match header(headers, "ce_id").and_then(|s| Uuid::parse_str(s).ok()) {
-            Some(id) => id,
-            None => Uuid::new_v5(&Uuid::NAMESPACE_OID, &[event_type.as_bytes(), payload].concat()),
-        },
-    };
-    let correlation_id = match body.get("correlationId") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => header(headers, "correlationId").map(str::to_owned),
-        Some(_) => return Err("correlationId: must be a string".into()),
-    };
     Ok(IncomingEvent {
         meta: EventMeta {
-            event_id,
-            correlation_id,
+            event_id: event_id(body, event_type, payload, headers)?,
+            correlation_id: correlation_id(body, headers)?,
         },
         command,
     })
+}
+
+fn event_id(
+    body: &Map<String, Value>,
+    event_type: &str,
+    payload: &[u8],
+    headers: &[(String, Vec<u8>)],
+) -> Result<Uuid, String> {
+    match body.get("eventId") {
+        Some(Value::String(s)) => Uuid::parse_str(s).map_err(|e| format!("eventId: not a UUID: {e}")),
+        Some(_) => Err("eventId: must be a string".into()),
+        // No id: derive one from the content, so a resent copy is still recognised.
+        None => Ok(match header(headers, "ce_id").and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(id) => id,
+            None => Uuid::new_v5(&Uuid::NAMESPACE_OID, &[event_type.as_bytes(), payload].concat()),
+        }),
+    }
+}
+
+fn correlation_id(body: &Map<String, Value>, headers: &[(String, Vec<u8>)]) -> Result<Option<String>, String> {
+    match body.get("correlationId") {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Null) | None => Ok(header(headers, "correlationId").map(str::to_owned)),
+        Some(_) => Err("correlationId: must be a string".into()),
+    }
 }
 
 /// Ids may arrive as strings or, from some producers, as numbers.
@@ -208,9 +248,10 @@ mod tests {
         })
     }
 
+    /// The problem named, whether the record is poison or an order answered as invalid.
     fn error_of(d: Decoded) -> String {
         match d {
-            Decoded::Poison { error } => error,
+            Decoded::Poison { error } | Decoded::Invalid { error, .. } => error,
             other => panic!("expected poison, got {other:?}"),
         }
     }
@@ -255,6 +296,40 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_unreadable_order_that_names_its_order_is_answered() {
+        let json = r#"{"eventType":"OrderCreatedEvent","eventId":"0b9d2c2e-4c1a-4f0e-9d67-3a3b8f1f9a10",
+            "correlationId":"c-9","orderId":"o-7","items":[{"productId":"p-1","quantity":0}]}"#;
+        let Decoded::Invalid { event, error } = decode_json(json, &[]) else {
+            panic!("not answered as invalid")
+        };
+        assert!(error.starts_with("items[0].quantity:"), "{error}");
+        assert_eq!(event.meta.event_id.to_string(), "0b9d2c2e-4c1a-4f0e-9d67-3a3b8f1f9a10");
+        assert_eq!(event.meta.correlation_id.as_deref(), Some("c-9"));
+        assert_eq!(
+            event.command,
+            OrderCommand::Reject {
+                order_id: OrderId::parse("o-7").unwrap(),
+                detail: error
+            }
+        );
+        // A malformed event id: the answer's id comes from the bytes, the same for a redelivery.
+        let json = r#"{"eventType":"OrderCreatedEvent","eventId":"not-a-uuid","orderId":"o-8",
+            "items":[{"productId":"p-1","quantity":1}]}"#;
+        let (Decoded::Invalid { event: a, error }, Decoded::Invalid { event: b, .. }) =
+            (decode_json(json, &[]), decode_json(json, &[]))
+        else {
+            panic!("not answered as invalid")
+        };
+        assert!(error.starts_with("eventId:"), "{error}");
+        assert_eq!(a.meta.event_id, b.meta.event_id);
+        // No readable order id, or another type: poison only.
+        let no_order = r#"{"eventType":"OrderCreatedEvent","items":[]}"#;
+        assert!(matches!(decode_json(no_order, &[]), Decoded::Poison { .. }));
+        let cancel = r#"{"eventType":"OrderCancelledEvent","eventId":"x","orderId":"o-1"}"#;
+        assert!(matches!(decode_json(cancel, &[]), Decoded::Poison { .. }));
     }
 
     #[test]

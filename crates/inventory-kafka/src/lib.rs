@@ -7,9 +7,11 @@ mod consumer;
 pub mod decode;
 mod publisher;
 mod relay;
+pub mod watchdog;
 
 pub use admin::{broker_reachable, ensure_topics};
 pub use config::KafkaConfig;
-pub use consumer::SagaConsumer;
+pub use consumer::{SagaConsumer, run_saga};
 pub use publisher::KafkaPublisher;
 pub use relay::{RELAY_BATCH, run_relay};
+pub use watchdog::{ConsumerHealth, WatchdogConfig};

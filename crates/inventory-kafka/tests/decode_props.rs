@@ -130,6 +130,13 @@ fn check(payload: &[u8], headers: &[(String, Vec<u8>)]) -> Result<(), TestCaseEr
     prop_assert_eq!(&first, &decode(record), "the same record decodes the same way");
     match first {
         Decoded::Poison { error } => prop_assert!(!error.trim().is_empty(), "poison says why"),
+        Decoded::Invalid { event, error } => {
+            prop_assert!(!error.trim().is_empty(), "an invalid order says why");
+            prop_assert!(
+                matches!(&event.command, OrderCommand::Reject { detail, .. } if *detail == error),
+                "an invalid order is answered with its problem"
+            );
+        }
         Decoded::Skip { event_type } => {
             prop_assert!(
                 !TYPES[..4].contains(&event_type.as_str()),

@@ -83,10 +83,7 @@ impl OutboxStore for PgRepository {
                         created_at: r.created_at,
                     })
                     .collect();
-                publisher
-                    .publish(&events)
-                    .await
-                    .map_err(|e| TxError::Invalid(e.to_string()))?;
+                publisher.publish(&events).await.map_err(TxError::Publish)?;
                 let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
                 diesel::sql_query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
                     .bind::<diesel::sql_types::Array<BigInt>, _>(ids)

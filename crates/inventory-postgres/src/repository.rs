@@ -32,6 +32,8 @@ use crate::schema::{
 pub struct PgRepository {
     pub(crate) pool: PgPool,
     pub(crate) acquire_timeout: Duration,
+    /// Most connections the pool holds.
+    pub(crate) max_size: u32,
     /// Woken after a save that wrote outbox rows, so the relay publishes at once.
     pub(crate) outbox_written: Arc<Notify>,
 }
@@ -42,6 +44,7 @@ impl PgRepository {
         Self {
             pool,
             acquire_timeout: config.acquire_timeout,
+            max_size: config.max_size,
             outbox_written: Arc::new(Notify::new()),
         }
     }
@@ -84,7 +87,7 @@ impl PgRepository {
             updated_at,
         }
         .into_domain()
-        .map_err(RepoError::Failure)?;
+        .map_err(RepoError::failure)?;
         Ok(Some(IdempotencyRecord {
             request: IdempotentRequest {
                 key: key.to_owned(),
@@ -133,7 +136,19 @@ impl PgRepository {
         bb8::PooledConnection<'_, diesel_async::pooled_connection::AsyncDieselConnectionManager<AsyncPgConnection>>,
         RepoError,
     > {
-        self.pool.get().await.map_err(|e| pool_error(e, self.acquire_timeout))
+        // A restart of the database closes every idle connection; their
+        // sockets say so at once. Hand out only open ones: the closed one is
+        // dropped, and the pool discards it (`has_broken`) and makes another.
+        // Bounded, since a pool cannot hold more closed connections than it holds.
+        let mut skipped = 0;
+        loop {
+            let mut conn = self.pool.get().await.map_err(|e| pool_error(e, self.acquire_timeout))?;
+            if !diesel_async::pooled_connection::PoolableConnection::is_broken(&mut *conn) || skipped > self.max_size {
+                return Ok(conn);
+            }
+            skipped += 1;
+            metrics::counter!("db_pool_broken_connections_total").increment(1);
+        }
     }
 }
 
@@ -162,7 +177,7 @@ impl InventoryRepository for PgRepository {
             .await
             .map_err(db_error)?;
         rows.into_iter()
-            .map(|r| r.into_domain().map_err(RepoError::Failure))
+            .map(|r| r.into_domain().map_err(RepoError::failure))
             .collect()
     }
 
@@ -223,12 +238,12 @@ impl InventoryRepository for PgRepository {
             .into_iter()
             .map(|r| {
                 let lines = lines_by_order.remove(&r.order_id).unwrap_or_default();
-                r.into_domain(lines).map_err(RepoError::Failure)
+                r.into_domain(lines).map_err(RepoError::failure)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let stock = stock_rows
             .into_iter()
-            .map(|r| r.into_domain().map_err(RepoError::Failure))
+            .map(|r| r.into_domain().map_err(RepoError::failure))
             .collect::<Result<Vec<_>, _>>()?;
         let idempotency = match &request.idempotency_key {
             None => None,
@@ -268,7 +283,7 @@ impl InventoryRepository for PgRepository {
             .await
             .map_err(db_error)?;
         ids.into_iter()
-            .map(|id| OrderId::parse(id).map_err(|e| RepoError::Failure(format!("stored order id: {e}"))))
+            .map(|id| OrderId::parse(id).map_err(|e| RepoError::failure(format!("stored order id: {e}"))))
             .collect()
     }
 
@@ -301,7 +316,7 @@ impl InventoryRepository for PgRepository {
         let rows: Vec<Row> = query.load(&mut *conn).await.map_err(db_error)?;
         rows.into_iter()
             .map(|(id, product_id, old, new, reason, actor, note, at)| {
-                let bad = |what: &str| RepoError::Failure(format!("stored adjustment {id}: bad {what}"));
+                let bad = |what: &str| RepoError::failure(format!("stored adjustment {id}: bad {what}"));
                 Ok(AdjustmentRecord {
                     id,
                     adjustment: Adjustment {

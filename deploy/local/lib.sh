@@ -1,0 +1,183 @@
+# Shared by stack.sh (the developer's servers) and instance.sh (a test's own
+# servers): find or install PostgreSQL and Kafka, create and start clusters.
+# Source it with ROOT set to the workspace root.
+
+LOCAL="$ROOT/.local"
+PG_OS_USER="${PG_OS_USER:-inventory-pg}"
+KAFKA_SRC="$ROOT/deploy/local/kafka"
+# The assembled Kafka jars, shared by every broker this workspace starts.
+KAFKA_LIBS="$LOCAL/kafka/libs"
+
+log() { printf '[%s] %s\n' "${LOG_TAG:-stack}" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "${LOG_TAG:-stack}" "$*" >&2; exit 1; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The first port from $1 on that nothing listens on (and is not $2).
+free_port() {
+  local port="$1" skip="${2:-}"
+  while port_busy "$port" || [ "$port" = "$skip" ]; do
+    port=$((port + 1))
+    [ "$port" -lt $(( $1 + 100 )) ] || die "no free port from $1 on"
+  done
+  echo "$port"
+}
+
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "missing $*; install it (apt-get install $*) or run as root"
+  if [ ! -f "$LOCAL/.apt-updated" ]; then
+    apt-get update -qq >&2
+    mkdir -p "$LOCAL" && touch "$LOCAL/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+pg_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return; }
+  done
+  return 1
+}
+
+# Runs a PostgreSQL tool as the cluster's owner: initdb refuses root.
+as_pg_owner() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u "$PG_OS_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_install() {
+  if ! pg_bin >/dev/null; then
+    log "installing PostgreSQL from Debian packages"
+    apt_install postgresql postgresql-contrib
+  fi
+  if [ "$(id -u)" = 0 ] && ! id "$PG_OS_USER" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_OS_USER"
+  fi
+}
+
+# pg_init DIR: a new cluster in DIR (unless there is one) for loopback, trust auth.
+pg_init() {
+  local dir="$1" bin
+  bin="$(pg_bin)"
+  [ -f "$dir/PG_VERSION" ] && return 0
+  log "initialising a PostgreSQL cluster in $dir"
+  mkdir -p "$(dirname "$dir")"
+  if [ "$(id -u)" = 0 ]; then
+    chmod o+x "$(dirname "$dir")"
+    if ! runuser -u "$PG_OS_USER" -- test -x "$(dirname "$dir")"; then
+      # A parent folder (e.g. /root) is closed to the cluster's owner: keep
+      # the data outside and link it here.
+      local real
+      real="/var/tmp/inventory-pg-$(printf '%s' "$dir" | md5sum | cut -c1-12)"
+      rm -rf "$real" "$dir"
+      mkdir -p "$real"
+      ln -s "$real" "$dir"
+    fi
+    mkdir -p "$dir"
+    chown "$PG_OS_USER" "$dir/" && chmod 700 "$dir/"
+  else
+    mkdir -p "$dir"
+  fi
+  as_pg_owner "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  cat >> "$dir/postgresql.conf" <<CONF
+# inventory local cluster
+listen_addresses = '127.0.0.1'
+unix_socket_directories = ''
+max_connections = 300
+shared_buffers = 256MB
+# A development and test cluster: losing the last commits on a crash is fine.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+}
+
+pg_running() { as_pg_owner "$(pg_bin)/pg_ctl" -D "$1" status >/dev/null 2>&1; }
+
+# pg_start DIR PORT: starts the cluster on 127.0.0.1:PORT and waits for it.
+pg_start() {
+  local dir="$1" port="$2"
+  as_pg_owner "$(pg_bin)/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null \
+    || { tail -20 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+}
+
+# pg_stop DIR [MODE]: smart, fast (default) or immediate.
+pg_stop() {
+  as_pg_owner "$(pg_bin)/pg_ctl" -D "$1" -m "${2:-fast}" -w stop >/dev/null
+}
+
+# pg_create_db PORT NAME
+pg_create_db() {
+  if ! psql -h 127.0.0.1 -p "$1" -U postgres -tAc "select 1 from pg_database where datname='$2'" | grep -q 1; then
+    psql -h 127.0.0.1 -p "$1" -U postgres -qc "create database $2" >/dev/null
+  fi
+}
+
+kafka_assemble() {
+  command -v java >/dev/null || { log "installing Java"; apt_install openjdk-17-jre-headless; }
+  command -v mvn >/dev/null || { log "installing Maven"; apt_install maven; }
+  mkdir -p "$(dirname "$KAFKA_LIBS")"
+  if [ ! -f "$KAFKA_LIBS/.complete" ] || [ "$KAFKA_SRC/pom.xml" -nt "$KAFKA_LIBS/.complete" ]; then
+    log "assembling Apache Kafka from Maven Central into $KAFKA_LIBS"
+    rm -rf "$KAFKA_LIBS"
+    mvn -q -B -f "$KAFKA_SRC/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >&2
+    touch "$KAFKA_LIBS/.complete"
+  fi
+}
+
+# kafka_pid DIR: the broker's pid, if it runs.
+kafka_pid() {
+  [ -f "$1/broker.pid" ] || return 1
+  local pid; pid="$(cat "$1/broker.pid")"
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# kafka_start DIR PORT CONTROLLER_PORT: a single-node KRaft broker with its
+# data in DIR/data (formatted on first start, kept after), waited for.
+kafka_start() {
+  local dir="$1" port="$2" cport="$3" cp="$KAFKA_LIBS/*"
+  mkdir -p "$dir"
+  sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" \
+      -e "s#@DATA_DIR@#$dir/data#g" "$KAFKA_SRC/server.properties.in" > "$dir/server.properties"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    log "formatting KRaft storage in $dir/data"
+    local cluster_id
+    cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    java -cp "$cp" -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$dir" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >/dev/null
+  fi
+  log "starting Kafka (KRaft, single node) on 127.0.0.1:$port"
+  # A fresh log, so the start-up line below is this start's.
+  rm -f "$dir/broker.log"
+  nohup java -Xms256m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$dir" \
+    -cp "$cp" kafka.Kafka "$dir/server.properties" > "$dir/stdout.log" 2>&1 &
+  echo $! > "$dir/broker.pid"
+  local i
+  for i in $(seq 1 120); do
+    if grep -q "Kafka Server started\|started (kafka.server.KafkaRaftServer)" "$dir/broker.log" 2>/dev/null; then
+      return 0
+    fi
+    kafka_pid "$dir" >/dev/null || { tail -30 "$dir/stdout.log" "$dir/broker.log" >&2 || true; die "Kafka exited during start-up"; }
+    sleep 0.5
+  done
+  die "Kafka did not report start-up within 60 s; see $dir/broker.log"
+}
+
+# kafka_stop DIR: SIGTERM, then SIGKILL after 30 s.
+kafka_stop() {
+  local pid
+  if pid="$(kafka_pid "$1")"; then
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid"
+    local i
+    for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$1/broker.pid"
+}

@@ -1,0 +1,168 @@
+//! A test's own PostgreSQL and Kafka (`deploy/local/instance.sh`), for tests
+//! that stop, pause or kill a server: the developer's stack, which `just run`
+//! may be serving from, is never touched. Removed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::workspace_root;
+
+fn instance(args: &[&str]) -> String {
+    let script = workspace_root().join("deploy/local/instance.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "`bash deploy/local/instance.sh {}` failed: {}\n(it installs what is missing as root; see the message above, \
+         or run `just test`)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn free_port(from: u16) -> u16 {
+    instance(&["free-port", &from.to_string()])
+        .parse()
+        .expect("a port number")
+}
+
+fn instance_dir(kind: &str) -> PathBuf {
+    let dir = workspace_root().join(".local/instances").join(crate::unique(kind));
+    std::fs::create_dir_all(dir.parent().expect("a parent")).expect("create .local/instances");
+    dir
+}
+
+fn path(dir: &Path) -> &str {
+    dir.to_str().expect("a UTF-8 path")
+}
+
+/// A PostgreSQL cluster of the test's own, migrated.
+pub struct OwnPostgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    /// Creates, starts and migrates a new cluster on a free port.
+    pub async fn start() -> Self {
+        let dir = instance_dir("pg");
+        let port = free_port(56000 + (std::process::id() % 500) as u16);
+        instance(&["pg-start", path(&dir), &port.to_string()]);
+        let pg = Self { dir, port };
+        inventory_postgres::run_migrations(&pg.url())
+            .await
+            .expect("migrations on the test's own PostgreSQL");
+        pg
+    }
+
+    /// Its `inventory_db`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/inventory_db", self.port)
+    }
+
+    /// `pg_ctl stop -m <mode>` (`fast` or `immediate`).
+    pub fn stop(&self, mode: &str) {
+        instance(&["pg-stop", path(&self.dir), mode]);
+    }
+
+    /// Starts it again on the same port, with its data.
+    pub fn start_again(&self) {
+        instance(&["pg-start", path(&self.dir), &self.port.to_string()]);
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace_root().join("deploy/local/instance.sh"))
+            .args(["pg-remove", path(&self.dir)])
+            .status();
+    }
+}
+
+/// A single-node Kafka broker of the test's own, with a durable log dir.
+pub struct OwnKafka {
+    dir: PathBuf,
+    port: u16,
+    controller_port: u16,
+}
+
+impl OwnKafka {
+    /// Formats and starts a new broker on free ports.
+    pub fn start() -> Self {
+        let dir = instance_dir("kafka");
+        let port = free_port(29092 + (std::process::id() % 500) as u16);
+        let controller_port: u16 = instance(&["free-port", &(port + 1).to_string(), &port.to_string()])
+            .parse()
+            .expect("a port number");
+        let kafka = Self {
+            dir,
+            port,
+            controller_port,
+        };
+        kafka.start_again();
+        kafka
+    }
+
+    /// Its bootstrap address.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.pid"))
+            .expect("the broker's pid file")
+            .trim()
+            .to_owned()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Hangs it (SIGSTOP): connections stay open and nothing answers.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets it run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// SIGKILL, and waits until it is gone.
+    pub fn kill(&self) {
+        let pid = self.pid();
+        self.signal("KILL");
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it (again) on its ports, on the log it had.
+    pub fn start_again(&self) {
+        instance(&[
+            "kafka-start",
+            path(&self.dir),
+            &self.port.to_string(),
+            &self.controller_port.to_string(),
+        ]);
+    }
+}
+
+impl Drop for OwnKafka {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace_root().join("deploy/local/instance.sh"))
+            .args(["kafka-remove", path(&self.dir)])
+            .status();
+    }
+}
