@@ -52,6 +52,15 @@ test: stack-up
     set -a; source .local/stack.env; set +a
     cargo test --workspace --no-fail-fast
 
+# The broker soak's long form: 15 pauses of 1-45 s and 3 SIGKILLs of a broker of its own
+# (`SOAK_SEED=<n> just soak` replays a run; `just test` runs a short form).
+soak: stack-up
+    #!/usr/bin/env bash
+    set -euo pipefail
+    set -a; source .local/stack.env; set +a
+    SOAK_PAUSES="${SOAK_PAUSES:-15}" SOAK_MAX_PAUSE_S="${SOAK_MAX_PAUSE_S:-45}" SOAK_KILLS="${SOAK_KILLS:-3}" \
+      cargo test -p inventory-tests --test soak -- --nocapture
+
 # Formatting, lints and the dependency-direction check.
 lint:
     cargo fmt --all --check
