@@ -89,11 +89,14 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 max_connections = 300
 shared_buffers = 256MB
-# A development and test cluster: losing the last commits on a crash is fine.
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 CONF
+  if [ "${PG_DURABLE:-0}" = 1 ]; then
+    # Crashed on purpose by tests (pg_ctl stop -m immediate): a commit it acknowledged must survive.
+    printf 'fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n' >> "$dir/postgresql.conf"
+  else
+    # A development and test cluster: losing the last commits on a crash is fine.
+    printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >> "$dir/postgresql.conf"
+  fi
 }
 
 pg_running() { as_pg_owner "$(pg_bin)/pg_ctl" -D "$1" status >/dev/null 2>&1; }

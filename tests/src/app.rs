@@ -102,6 +102,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             kafka_max_poll_interval_ms: 300_000,
             kafka_publish_timeout_ms: 30_000,
             kafka_watchdog_bound_ms: 30_000,
+            event_type_aliases: inventory_kafka::DecodeOptions::default(),
         },
         jwt: JwtSettings {
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),

@@ -132,6 +132,8 @@ pub fn producer_on(bootstrap: &str) -> FutureProducer {
         .set("bootstrap.servers", bootstrap)
         .set("message.max.bytes", "4000000")
         .set("linger.ms", "0")
+        // A send the broker never acknowledges fails the test within a minute instead of hanging it.
+        .set("message.timeout.ms", "60000")
         .create()
         .expect("producer")
 }
@@ -172,8 +174,10 @@ pub struct Received {
     pub value: Value,
     /// Raw value length.
     pub len: usize,
-    /// Headers.
+    /// Headers (values as text).
     pub headers: HashMap<String, String>,
+    /// Headers as sent (binary ones, such as Spring's dead-letter offsets).
+    pub raw_headers: HashMap<String, Vec<u8>>,
     /// Partition.
     pub partition: i32,
 }
@@ -192,7 +196,23 @@ impl Reader {
 
     /// Subscribes to `topic` on the broker at `bootstrap` (a test's own).
     pub fn on(bootstrap: &str, topic: &str) -> Self {
-        let consumer: StreamConsumer = ClientConfig::new()
+        Self::with(bootstrap, topic, &[])
+    }
+
+    /// For a broker that will be paused for long: the broker's shortest session, since after a pause
+    /// the group waits out the old member's session before it lets this reader back in, and the
+    /// default 45 s would read as a late answer. The reader then starts over from the beginning
+    /// (it commits nothing), so it may see a record twice.
+    pub fn across_outages(bootstrap: &str, topic: &str) -> Self {
+        Self::with(bootstrap, topic, &[("session.timeout.ms", "6000")])
+    }
+
+    fn with(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> Self {
+        let mut config = ClientConfig::new();
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        let consumer: StreamConsumer = config
             .set("bootstrap.servers", bootstrap)
             .set("group.id", unique("reader"))
             .set("auto.offset.reset", "earliest")
@@ -223,11 +243,11 @@ impl Reader {
                 });
             match next {
                 Ok(message) => break message,
-                Err(rdkafka::error::KafkaError::MessageConsumption(
-                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
-                    | rdkafka::types::RDKafkaErrorCode::AllBrokersDown
-                    | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
-                )) => tokio::time::sleep(Duration::from_millis(100)).await,
+                // A topic being created, a broker that is down or restarting, a coordinator that moved:
+                // librdkafka recovers by itself, and the deadline bounds the wait.
+                Err(rdkafka::error::KafkaError::MessageConsumption(_)) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
                 Err(e) => panic!("consuming {}: {e}", self.topic),
             }
         };
@@ -245,7 +265,16 @@ impl Reader {
                     .collect()
             })
             .unwrap_or_default();
+        let raw_headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
         Received {
+            raw_headers,
             key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             value: serde_json::from_slice(payload).unwrap_or(Value::Null),
             len: payload.len(),

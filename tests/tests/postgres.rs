@@ -64,6 +64,7 @@ fn reserve(order: &str, lines: &[(&str, i64)]) -> IncomingEvent {
         meta: EventMeta {
             event_id: Uuid::new_v4(),
             correlation_id: None,
+            echo: Default::default(),
         },
         command: OrderCommand::Reserve {
             order_id: OrderId::parse(order).unwrap(),
@@ -223,6 +224,7 @@ async fn reservations_round_trip_and_release_exactly_what_they_hold() {
         meta: EventMeta {
             event_id: Uuid::new_v4(),
             correlation_id: None,
+            echo: Default::default(),
         },
         command: OrderCommand::Release {
             order_id: OrderId::parse("o-1").unwrap(),
@@ -579,6 +581,7 @@ async fn a_payment_stored_before_its_order_is_settled_by_the_late_create() {
         meta: EventMeta {
             event_id: Uuid::new_v4(),
             correlation_id: None,
+            echo: Default::default(),
         },
         command: OrderCommand::Commit {
             order_id: OrderId::parse("o-1").unwrap(),

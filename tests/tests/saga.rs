@@ -668,3 +668,118 @@ async fn a_database_outage_pauses_consumption_and_loses_nothing() {
     assert_eq!(body["checks"], json!({"database": "UP", "kafka": "UP"}));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_echo_the_cause_as_it_was_sent_and_dead_letters_read_like_springs() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, AppOptions::default()).await;
+    stock(&app, "a", 5).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let dead = Reader::new(&format!("{}.DLT", app.topics.orders));
+    let p = producer();
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    // A numeric order id, an event id that is no UUID, trace context in headers, Spring's nested type name.
+    let order =
+        json!({"eventId": "evt-42", "orderId": 9451057838483_i64, "items": [{"productId": "a", "quantity": 1}]});
+    let headers = [
+        ("__TypeId__", "com.shop.order.event.OrderEvents$OrderCreatedEvent"),
+        ("traceparent", trace),
+        ("tracestate", "congo=t61rcWkgMzE"),
+    ];
+    send(
+        &p,
+        &app.topics.orders,
+        "9451057838483",
+        order.to_string().as_bytes(),
+        &headers,
+    )
+    .await;
+    let out = outcomes.next(WAIT, "the answer").await;
+    assert_eq!(out.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(
+        out.value["orderId"],
+        json!(9451057838483_i64),
+        "a number stays a number"
+    );
+    assert_eq!(out.value["causationId"], "evt-42", "the id as sent");
+    assert_eq!(out.key.as_deref(), Some("9451057838483"));
+    assert_eq!(out.headers["__TypeId__"], "InventoryReservedEvent");
+    assert_eq!(out.headers["traceparent"], trace);
+    assert_eq!(out.headers["tracestate"], "congo=t61rcWkgMzE");
+    // The same id again is the same event.
+    send(
+        &p,
+        &app.topics.orders,
+        "9451057838483",
+        order.to_string().as_bytes(),
+        &headers,
+    )
+    .await;
+    send_json(&p, &app.topics.orders, &order_created("after", &[("a", 1)])).await;
+    assert_eq!(
+        outcomes.next(WAIT, "the next order's answer").await.value["orderId"],
+        "after"
+    );
+    assert_eq!(counts(&app, "a").await, (5, 2), "the duplicate held nothing");
+
+    send(&p, &app.topics.orders, "k", b"{not json", &[("traceparent", trace)]).await;
+    let letter = dead.next(WAIT, "the dead letter").await;
+    let raw = &letter.raw_headers;
+    assert_eq!(raw["kafka_dlt-original-topic"], app.topics.orders.as_bytes());
+    let partition = i32::from_be_bytes(raw["kafka_dlt-original-partition"].as_slice().try_into().unwrap());
+    assert_eq!(
+        partition.to_string(),
+        letter.headers["dlt-source-partition"],
+        "a 4-byte partition"
+    );
+    let offset = i64::from_be_bytes(raw["kafka_dlt-original-offset"].as_slice().try_into().unwrap());
+    assert_eq!(
+        offset.to_string(),
+        letter.headers["dlt-source-offset"],
+        "an 8-byte offset"
+    );
+    assert_eq!(raw["kafka_dlt-original-timestamp"].len(), 8);
+    assert_eq!(letter.headers["kafka_dlt-original-timestamp-type"], "CreateTime");
+    assert_eq!(letter.headers["kafka_dlt-original-consumer-group"], app.topics.group);
+    assert!(letter.headers["kafka_dlt-exception-message"].contains("not JSON"));
+    assert!(!letter.headers["kafka_dlt-exception-fqcn"].is_empty());
+    assert_eq!(letter.headers["traceparent"], trace, "the original headers are kept");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_structured_mode_and_type_aliases_are_understood() {
+    let db = TestDb::new().await;
+    let topics = Topics::new();
+    let mut s = inventory_tests::app::settings(&db, &topics, &AppOptions::default());
+    s.kafka.event_type_aliases =
+        inventory_kafka::DecodeOptions::with_aliases("com.shop.order.created=OrderCreatedEvent").unwrap();
+    let app = TestApp::spawn_with(s, topics).await;
+    stock(&app, "a", 5).await;
+    let outcomes = Reader::new(&app.topics.inventory);
+    let p = producer();
+    let envelope = json!({
+        "specversion": "1.0", "id": "ce-1", "type": "com.shop.order.created", "source": "/orders",
+        "correlationid": "corr-ce", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
+        "data": {"orderId": "o-ce", "items": [{"productId": "a", "quantity": 2}]}
+    });
+    send(
+        &p,
+        &app.topics.orders,
+        "o-ce",
+        envelope.to_string().as_bytes(),
+        &[("content-type", "application/cloudevents+json; charset=UTF-8")],
+    )
+    .await;
+    let out = outcomes.next(WAIT, "the answer to the structured event").await;
+    assert_eq!(out.value["eventType"], "InventoryReservedEvent");
+    assert_eq!(out.value["orderId"], "o-ce");
+    assert_eq!(out.value["causationId"], "ce-1");
+    assert_eq!(out.value["correlationId"], "corr-ce");
+    assert_eq!(
+        out.headers["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+    );
+    assert_eq!(counts(&app, "a").await, (5, 2));
+    app.stop().await;
+}

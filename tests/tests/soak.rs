@@ -88,6 +88,7 @@ async fn the_saga_answers_after_every_broker_pause_and_kill() {
     let seed = knob("SOAK_SEED", fastrand::u64(..));
     let pauses = knob("SOAK_PAUSES", 4);
     let max_pause = knob("SOAK_MAX_PAUSE_S", 12).max(1);
+    let min_pause = knob("SOAK_MIN_PAUSE_S", 1).clamp(1, max_pause);
     let kills = knob("SOAK_KILLS", 1);
     eprintln!("soak: SOAK_SEED={seed} SOAK_PAUSES={pauses} SOAK_MAX_PAUSE_S={max_pause} SOAK_KILLS={kills}");
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -101,8 +102,8 @@ async fn the_saga_answers_after_every_broker_pause_and_kill() {
     let (idle_db, busy_db) = (TestDb::new().await, TestDb::new().await);
     let idle = start_app(&idle_db, &kafka).await;
     let busy = start_app(&busy_db, &kafka).await;
-    let idle_out = Reader::on(&kafka.bootstrap(), &idle.topics.inventory);
-    let busy_out = Reader::on(&kafka.bootstrap(), &busy.topics.inventory);
+    let idle_out = Reader::across_outages(&kafka.bootstrap(), &idle.topics.inventory);
+    let busy_out = Reader::across_outages(&kafka.bootstrap(), &busy.topics.inventory);
 
     // Load on the busy instance, and topics being created, all along.
     let stop = Arc::new(AtomicBool::new(false));
@@ -145,9 +146,9 @@ async fn the_saga_answers_after_every_broker_pause_and_kill() {
         })
     };
 
-    let within = SESSION_TIMEOUT + Duration::from_secs(15);
+    let within = SESSION_TIMEOUT + Duration::from_secs(knob("SOAK_ANSWER_WITHIN_S", 15));
     let mut answered = HashSet::new();
-    let mut faults: Vec<Option<u64>> = (0..pauses).map(|_| Some(rng.u64(1..=max_pause))).collect();
+    let mut faults: Vec<Option<u64>> = (0..pauses).map(|_| Some(rng.u64(min_pause..=max_pause))).collect();
     for _ in 0..kills {
         let at = rng.usize(..=faults.len());
         faults.insert(at, None);

@@ -81,6 +81,15 @@ pub struct KafkaSettings {
     /// (readiness is DOWN meanwhile).
     #[arg(long, env = "KAFKA_WATCHDOG_BOUND_MS", default_value_t = 30_000)]
     pub kafka_watchdog_bound_ms: u64,
+    /// Other names for the consumed event types, `alias=Type,...`: Spring type
+    /// aliases (`orderCreated=OrderCreatedEvent`) or reverse-DNS CloudEvents
+    /// types (`com.shop.order.created=OrderCreatedEvent`).
+    #[arg(long, env = "EVENT_TYPE_ALIASES", default_value = "", value_parser = parse_aliases)]
+    pub event_type_aliases: inventory_kafka::DecodeOptions,
+}
+
+fn parse_aliases(spec: &str) -> Result<inventory_kafka::DecodeOptions, String> {
+    inventory_kafka::DecodeOptions::with_aliases(spec)
 }
 
 impl KafkaSettings {
@@ -97,6 +106,7 @@ impl KafkaSettings {
         config.session_timeout = Duration::from_millis(self.kafka_session_timeout_ms);
         config.max_poll_interval = Duration::from_millis(self.kafka_max_poll_interval_ms);
         config.publish_timeout = Duration::from_millis(self.kafka_publish_timeout_ms.max(1));
+        config.decode = self.event_type_aliases.clone();
         config.watchdog.bound = Duration::from_millis(self.kafka_watchdog_bound_ms.max(1_000));
         config.watchdog.interval =
             (config.watchdog.bound / 5).clamp(Duration::from_millis(500), Duration::from_secs(2));

@@ -8,12 +8,28 @@ use uuid::Uuid;
 use crate::values::{OrderId, ProductId, Quantity};
 
 /// Identity and tracing data of a consumed event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventMeta {
-    /// The producer's unique id of the event; duplicates share it.
+    /// The key duplicates are recognised by: the producer's id when it is a
+    /// UUID, else one derived from it (or from the content when it has none).
     pub event_id: Uuid,
     /// Id shared by every event of one business flow, passed on unchanged.
     pub correlation_id: Option<String>,
+    /// How the cause looked on the wire, for its answers to echo.
+    pub echo: Echo,
+}
+
+/// What the answers to an event repeat of it as it was sent. The rules never
+/// read it; they pass it from a cause to the events it causes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Echo {
+    /// The event's id exactly as sent (any string, not only a UUID): the
+    /// answers' `causationId`.
+    pub event_id: Option<String>,
+    /// The order id came as a JSON number, so answers write it as one.
+    pub numeric_order_id: bool,
+    /// Transport headers carried from the cause to its answers (W3C trace context).
+    pub headers: Vec<(String, String)>,
 }
 
 /// One line of an order as the Order Service sent it.
@@ -285,13 +301,19 @@ pub struct OutboxEvent {
     pub event_id: Uuid,
     /// When the change happened.
     pub occurred_at: DateTime<Utc>,
-    /// Id of the consumed event that caused it, if any.
+    /// Id of the consumed event that caused it, as that event carried it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<Uuid>,
+    pub causation_id: Option<String>,
     /// Correlation id received with the cause, passed on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     /// The event.
     #[serde(flatten)]
     pub event: InventoryEvent,
+    /// The order id is written as a JSON number (it came as one).
+    #[serde(skip)]
+    pub numeric_order_id: bool,
+    /// Transport headers to send with it, from its cause.
+    #[serde(skip)]
+    pub headers: Vec<(String, String)>,
 }

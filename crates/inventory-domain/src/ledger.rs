@@ -474,9 +474,11 @@ impl Ledger {
         self.outbox.push(OutboxEvent {
             event_id: Uuid::now_v7(),
             occurred_at: self.now,
-            causation_id: cause.map(|m| m.event_id),
+            causation_id: cause.map(|m| m.echo.event_id.clone().unwrap_or_else(|| m.event_id.to_string())),
             correlation_id: cause.and_then(|m| m.correlation_id.clone()),
             event,
+            numeric_order_id: cause.is_some_and(|m| m.echo.numeric_order_id),
+            headers: cause.map(|m| m.echo.headers.clone()).unwrap_or_default(),
         });
     }
 

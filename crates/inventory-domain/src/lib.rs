@@ -14,7 +14,7 @@ pub mod service;
 pub mod values;
 
 pub use events::{
-    EventMeta, FailureReason, IncomingEvent, InventoryEvent, LineItem, OrderCommand, OrderLine, OrderLines,
+    Echo, EventMeta, FailureReason, IncomingEvent, InventoryEvent, LineItem, OrderCommand, OrderLine, OrderLines,
     OutboxEvent, ReleaseReason, ShortLine, TooManyLines,
 };
 pub use inventory::{InvalidStockRow, Inventory, StockError};

@@ -259,6 +259,8 @@ pub struct PendingEvent {
     pub payload: String,
     /// When the change happened.
     pub created_at: DateTime<Utc>,
+    /// Transport headers to send with it (trace context of its cause).
+    pub headers: Vec<(String, String)>,
 }
 
 /// A publication failure; the events stay in the outbox and are tried again.

@@ -103,7 +103,7 @@ proptest! {
             let order = |o: u8| OrderId::parse(format!("o{o}")).unwrap();
             let product = |p: usize| ProductId::parse(PRODUCTS[p]).unwrap();
             let event = |command| IncomingEvent {
-                meta: EventMeta { event_id: Uuid::from_u128(i as u128 + 1), correlation_id: None },
+                meta: EventMeta { event_id: Uuid::from_u128(i as u128 + 1), correlation_id: None , echo: Default::default()},
                 command,
             };
             match op {

@@ -16,6 +16,7 @@ fn meta(n: u128) -> EventMeta {
     EventMeta {
         event_id: Uuid::from_u128(n),
         correlation_id: None,
+        echo: Default::default(),
     }
 }
 

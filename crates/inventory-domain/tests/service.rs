@@ -50,6 +50,7 @@ fn order(event: u128, order_id: &str, lines: &[(&str, i64)]) -> IncomingEvent {
         meta: EventMeta {
             event_id: Uuid::from_u128(event),
             correlation_id: Some("corr-1".into()),
+            echo: Default::default(),
         },
         command: OrderCommand::Reserve {
             order_id: oid(order_id),
@@ -252,7 +253,7 @@ async fn short_order_holds_nothing_and_names_each_short_line() {
         .map(|s| (s.product_id.as_str(), s.requested, s.available))
         .collect();
     assert_eq!(short, vec![("b", 2, 1), ("c", 1, 0)]);
-    assert_eq!(changes.outbox[0].causation_id, Some(Uuid::from_u128(1)));
+    assert_eq!(changes.outbox[0].causation_id, Some(Uuid::from_u128(1).to_string()));
     assert_eq!(changes.outbox[0].correlation_id.as_deref(), Some("corr-1"));
 }
 

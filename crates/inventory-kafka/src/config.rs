@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::decode::DecodeOptions;
 use crate::watchdog::WatchdogConfig;
 
 /// Where and how the saga talks to Kafka.
@@ -33,6 +34,8 @@ pub struct KafkaConfig {
     pub publish_timeout: Duration,
     /// When the saga consumer counts as stalled.
     pub watchdog: WatchdogConfig,
+    /// How consumed records are read (type aliases).
+    pub decode: DecodeOptions,
 }
 
 impl KafkaConfig {
@@ -52,6 +55,7 @@ impl KafkaConfig {
             max_poll_interval: Duration::from_secs(300),
             publish_timeout: Duration::from_secs(30),
             watchdog: WatchdogConfig::default(),
+            decode: DecodeOptions::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
-use crate::decode::{Decoded, RawRecord, decode};
+use crate::decode::{Decoded, RawRecord, decode_with};
 use crate::watchdog::{ConsumerHealth, SagaContext, watch};
 
 /// Attempts at a batch that fails for a non-transient reason before its
@@ -202,7 +202,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 payload: record.message.payload(),
                 headers: &record.headers,
             };
-            match decode(raw) {
+            match decode_with(raw, &self.config.decode) {
                 Decoded::Event { event, event_type } => {
                     commands.push(event);
                     origins.push((event_type, index));
@@ -340,7 +340,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         let mut drop_payload = false;
         loop {
             attempt += 1;
-            let headers = dead_letter_headers(record, error, drop_payload);
+            let headers = dead_letter_headers(record, error, drop_payload, &self.config.group_id);
             let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
             if let Some(key) = m.key() {
                 out = out.key(key);
@@ -370,7 +370,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
 
 /// The original headers (unless the value is dropped: then only the
 /// evidence) plus where the record came from and why it failed.
-fn dead_letter_headers(record: &Record, error: &str, drop_payload: bool) -> OwnedHeaders {
+fn dead_letter_headers(record: &Record, error: &str, drop_payload: bool, group: &str) -> OwnedHeaders {
     let m = &record.message;
     let mut headers = OwnedHeaders::new();
     if !drop_payload {
@@ -401,8 +401,36 @@ fn dead_letter_headers(record: &Record, error: &str, drop_payload: bool) -> Owne
             value: Some(value.as_str()),
         });
     }
+    // The same facts under the names and encodings Spring's DeadLetterPublishingRecoverer writes
+    // (partition a 4-byte and offset and timestamp 8-byte big-endian integers), so Spring's DLT
+    // tooling reads our dead letters as its own.
+    let (timestamp, timestamp_type) = match m.timestamp() {
+        rdkafka::Timestamp::CreateTime(t) => (t, "CreateTime"),
+        rdkafka::Timestamp::LogAppendTime(t) => (t, "LogAppendTime"),
+        rdkafka::Timestamp::NotAvailable => (-1, "NoTimestampType"),
+    };
+    let spring: [(&str, Vec<u8>); 8] = [
+        ("kafka_dlt-original-topic", m.topic().as_bytes().to_vec()),
+        ("kafka_dlt-original-partition", m.partition().to_be_bytes().to_vec()),
+        ("kafka_dlt-original-offset", m.offset().to_be_bytes().to_vec()),
+        ("kafka_dlt-original-timestamp", timestamp.to_be_bytes().to_vec()),
+        ("kafka_dlt-original-timestamp-type", timestamp_type.as_bytes().to_vec()),
+        ("kafka_dlt-original-consumer-group", group.as_bytes().to_vec()),
+        ("kafka_dlt-exception-fqcn", DLT_EXCEPTION_FQCN.as_bytes().to_vec()),
+        ("kafka_dlt-exception-message", error.as_bytes().to_vec()),
+    ];
+    for (key, value) in &spring {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_slice()),
+        });
+    }
     headers
 }
+
+/// What Spring's `kafka_dlt-exception-fqcn` names for our dead letters: no Java class threw, so a
+/// stable name of the service's own.
+const DLT_EXCEPTION_FQCN: &str = "inventory.service.UnreadableRecord";
 
 fn count(event_type: &'static str, outcome: Outcome) {
     metrics::counter!("inventory_events_total", "type" => event_type, "outcome" => outcome.as_str()).increment(1);

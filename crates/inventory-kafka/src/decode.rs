@@ -1,13 +1,18 @@
 //! Consumed records to domain commands. Pure: no broker, so every rule is
 //! unit-tested here.
 //!
-//! The event type comes from the JSON `eventType`, else the CloudEvents
-//! `ce_type` header, else Spring Kafka's `__TypeId__` header (after its last
-//! dot). Unknown types are skipped: the topics carry other services' events.
-//! A record that cannot be understood is poison and goes to the dead letters.
+//! The event type comes from the JSON `eventType`, else a CloudEvents
+//! structured-mode envelope (`content-type: application/cloudevents+json`),
+//! else the binary-mode `ce_type` header, else Spring Kafka's `__TypeId__`
+//! header (after its last `.` and `$`); configured aliases map other names to
+//! the known types. Unknown types are skipped: the topics carry other
+//! services' events. A record that cannot be understood is poison and goes to
+//! the dead letters.
+
+use std::collections::HashMap;
 
 use inventory_domain::{
-    EventMeta, IncomingEvent, OrderCommand, OrderId, OrderLine, OrderLines, ProductId, Quantity, ReleaseReason,
+    Echo, EventMeta, IncomingEvent, OrderCommand, OrderId, OrderLine, OrderLines, ProductId, Quantity, ReleaseReason,
 };
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -55,18 +60,52 @@ pub enum Decoded {
     },
 }
 
-const KNOWN: [&str; 4] = [
+/// The event types this service acts on.
+pub const KNOWN: [&str; 4] = [
     "OrderCreatedEvent",
     "OrderCancelledEvent",
     "PaymentFailedEvent",
     "PaymentSucceededEvent",
 ];
 
+/// Longest event id accepted (any string, not only a UUID).
+pub const MAX_EVENT_ID_LEN: usize = 200;
+
+/// Headers carried from a consumed record to its answers: W3C trace context.
+pub const CARRIED_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// How records are read beyond the fixed rules.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeOptions {
+    /// Other names for the known types (`EVENT_TYPE_ALIASES`): a Spring type
+    /// alias, a reverse-DNS CloudEvents type.
+    pub aliases: HashMap<String, &'static str>,
+}
+
+impl DecodeOptions {
+    /// Parses `alias=Type,alias=Type`; every target must be a known type.
+    pub fn with_aliases(spec: &str) -> Result<Self, String> {
+        let mut aliases = HashMap::new();
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (alias, target) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("event type alias {pair:?}: expected alias=Type"))?;
+            let known = KNOWN
+                .iter()
+                .copied()
+                .find(|k| *k == target.trim())
+                .ok_or_else(|| format!("event type alias {pair:?}: {target:?} is not one of {KNOWN:?}"))?;
+            aliases.insert(alias.trim().to_owned(), known);
+        }
+        Ok(Self { aliases })
+    }
+}
+
 fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .rev()
-        .find(|(k, _)| k == name)
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
@@ -74,8 +113,23 @@ fn poison(error: impl Into<String>) -> Decoded {
     Decoded::Poison { error: error.into() }
 }
 
-/// Decodes one record.
+/// Decodes one record with no aliases.
 pub fn decode(record: RawRecord<'_>) -> Decoded {
+    decode_with(record, &DecodeOptions::default())
+}
+
+/// An event as found in a record: its body and what its envelope said.
+struct Found {
+    event_type: String,
+    body: Map<String, Value>,
+    /// Id from the envelope (CloudEvents `id`, or the `ce_id` header).
+    envelope_id: Option<String>,
+    correlation_id: Option<String>,
+    carried: Vec<(String, String)>,
+}
+
+/// Decodes one record.
+pub fn decode_with(record: RawRecord<'_>, options: &DecodeOptions) -> Decoded {
     let Some(payload) = record.payload else {
         return poison("record has no value");
     };
@@ -92,34 +146,52 @@ pub fn decode(record: RawRecord<'_>) -> Decoded {
     let Value::Object(body) = value else {
         return poison("value is not a JSON object");
     };
-    let event_type = match body.get("eventType") {
-        Some(Value::String(t)) => t.clone(),
-        Some(_) => return poison("eventType: must be a string"),
-        None => match header(record.headers, "ce_type")
-            .or_else(|| header(record.headers, "__TypeId__").map(|t| t.rsplit('.').next().unwrap_or(t)))
-        {
-            Some(t) => t.to_owned(),
-            None => return poison("eventType: missing, and no ce_type or __TypeId__ header"),
-        },
+    let structured = header(record.headers, "content-type").is_some_and(|c| {
+        c.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/cloudevents+json")
+    }) || (!body.contains_key("eventType") && body.get("specversion").is_some_and(Value::is_string));
+    let found = if structured {
+        match structured_event(body) {
+            Ok(found) => found,
+            Err(e) => return poison(e),
+        }
+    } else {
+        match binary_event(body, record.headers) {
+            Ok(found) => found,
+            Err(e) => return poison(e),
+        }
     };
-    let Some(known) = KNOWN.iter().copied().find(|k| *k == event_type) else {
-        return Decoded::Skip { event_type };
+    let known = KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == found.event_type)
+        .or_else(|| options.aliases.get(&found.event_type).copied());
+    let Some(known) = known else {
+        return Decoded::Skip {
+            event_type: found.event_type,
+        };
     };
-    match command(known, &body, payload, record.headers) {
+    match command(known, &found, payload) {
         Ok(event) => Decoded::Event {
             event,
             event_type: known,
         },
-        Err(error) if known == "OrderCreatedEvent" => match order_id(&body) {
-            Ok(order_id) => Decoded::Invalid {
+        Err(error) if known == "OrderCreatedEvent" => match order_id(&found.body) {
+            Ok((order_id, numeric)) => Decoded::Invalid {
                 event: IncomingEvent {
                     meta: EventMeta {
                         // Its own id when that much is readable; else one derived from the bytes, so a
                         // redelivered copy is still recognised and answered once.
-                        event_id: event_id(&body, known, payload, record.headers).unwrap_or_else(|_| {
+                        event_id: event_id(&found, known, payload).map(|(id, _)| id).unwrap_or_else(|_| {
                             Uuid::new_v5(&Uuid::NAMESPACE_OID, &[b"invalid:".as_slice(), payload].concat())
                         }),
-                        correlation_id: correlation_id(&body, record.headers).ok().flatten(),
+                        correlation_id: found.correlation_id.clone(),
+                        echo: Echo {
+                            event_id: event_id(&found, known, payload).ok().and_then(|(_, raw)| raw),
+                            numeric_order_id: numeric,
+                            headers: found.carried.clone(),
+                        },
                     },
                     command: OrderCommand::Reject {
                         order_id,
@@ -134,13 +206,92 @@ pub fn decode(record: RawRecord<'_>) -> Decoded {
     }
 }
 
-fn command(
-    event_type: &'static str,
-    body: &Map<String, Value>,
-    payload: &[u8],
-    headers: &[(String, Vec<u8>)],
-) -> Result<IncomingEvent, String> {
-    let order_id = order_id(body)?;
+/// A plain JSON event: the type from `eventType`, else the CloudEvents
+/// binary-mode `ce_type` header, else Spring's `__TypeId__` (the name after
+/// the last `.` and `$`, so nested classes work).
+fn binary_event(body: Map<String, Value>, headers: &[(String, Vec<u8>)]) -> Result<Found, String> {
+    let event_type = match body.get("eventType") {
+        Some(Value::String(t)) => t.clone(),
+        Some(_) => return Err("eventType: must be a string".into()),
+        None => match header(headers, "ce_type")
+            .or_else(|| header(headers, "__TypeId__").map(|t| t.rsplit(['.', '$']).next().unwrap_or(t)))
+        {
+            Some(t) => t.to_owned(),
+            None => return Err("eventType: missing, and no ce_type or __TypeId__ header".into()),
+        },
+    };
+    let correlation_id = match body.get("correlationId") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => header(headers, "correlationId")
+            .or_else(|| header(headers, "ce_correlationid"))
+            .map(str::to_owned),
+        Some(_) => return Err("correlationId: must be a string".into()),
+    };
+    let carried = CARRIED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            header(headers, name)
+                .or_else(|| header(headers, &format!("ce_{name}")))
+                .map(|v| ((*name).to_owned(), v.to_owned()))
+        })
+        .collect();
+    Ok(Found {
+        event_type,
+        envelope_id: header(headers, "ce_id").map(str::to_owned),
+        body,
+        correlation_id,
+        carried,
+    })
+}
+
+/// A CloudEvents structured-mode event: `type`, `id` and extensions from the
+/// envelope, the event from `data` (or `data_base64`).
+fn structured_event(mut envelope: Map<String, Value>) -> Result<Found, String> {
+    let text = |envelope: &Map<String, Value>, field: &str| match envelope.get(field) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Null) | None => Ok(None),
+        Some(_) => Err(format!("{field}: must be a string in the CloudEvents envelope")),
+    };
+    let event_type = text(&envelope, "type")?.ok_or("type: missing in the CloudEvents envelope")?;
+    let envelope_id = text(&envelope, "id")?;
+    let correlation_id = text(&envelope, "correlationid")?;
+    let mut carried = Vec::new();
+    for name in CARRIED_HEADERS {
+        if let Some(v) = text(&envelope, name)? {
+            carried.push((name.to_owned(), v));
+        }
+    }
+    let body = match (envelope.remove("data"), envelope.get("data_base64")) {
+        (Some(Value::Object(data)), _) => data,
+        (Some(Value::String(s)), _) => match serde_json::from_str(&s) {
+            Ok(Value::Object(data)) => data,
+            _ => return Err("data: must be a JSON object (or JSON text of one)".into()),
+        },
+        (Some(_), _) => return Err("data: must be a JSON object".into()),
+        (None, Some(Value::String(b64))) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("data_base64: not base64: {e}"))?;
+            match serde_json::from_slice(&bytes) {
+                Ok(Value::Object(data)) => data,
+                _ => return Err("data_base64: must hold a JSON object".into()),
+            }
+        }
+        (None, _) => return Err("data: missing in the CloudEvents envelope".into()),
+    };
+    Ok(Found {
+        event_type,
+        body,
+        envelope_id,
+        correlation_id,
+        carried,
+    })
+}
+
+fn command(event_type: &'static str, found: &Found, payload: &[u8]) -> Result<IncomingEvent, String> {
+    let body = &found.body;
+    let (order_id, numeric) = order_id(body)?;
     let command = match event_type {
         "OrderCreatedEvent" => OrderCommand::Reserve {
             order_id,
@@ -156,53 +307,64 @@ fn command(
         },
         _ => OrderCommand::Commit { order_id },
     };
+    let (event_id, raw_id) = event_id(found, event_type, payload)?;
     Ok(IncomingEvent {
         meta: EventMeta {
-            event_id: event_id(body, event_type, payload, headers)?,
-            correlation_id: correlation_id(body, headers)?,
+            event_id,
+            correlation_id: found.correlation_id.clone(),
+            echo: Echo {
+                event_id: raw_id,
+                numeric_order_id: numeric,
+                headers: found.carried.clone(),
+            },
         },
         command,
     })
 }
 
-fn event_id(
-    body: &Map<String, Value>,
-    event_type: &str,
-    payload: &[u8],
-    headers: &[(String, Vec<u8>)],
-) -> Result<Uuid, String> {
-    match body.get("eventId") {
-        Some(Value::String(s)) => Uuid::parse_str(s).map_err(|e| format!("eventId: not a UUID: {e}")),
-        Some(_) => Err("eventId: must be a string".into()),
-        // No id: derive one from the content, so a resent copy is still recognised.
-        None => Ok(match header(headers, "ce_id").and_then(|s| Uuid::parse_str(s).ok()) {
-            Some(id) => id,
-            None => Uuid::new_v5(&Uuid::NAMESPACE_OID, &[event_type.as_bytes(), payload].concat()),
-        }),
+/// The dedupe key and the id as sent: the body's `eventId`, else the
+/// envelope's id; a UUID is its own key, any other string keys by a UUIDv5 of
+/// it. With no id at all, the key comes from the content, so a resent copy is
+/// still recognised.
+fn event_id(found: &Found, event_type: &str, payload: &[u8]) -> Result<(Uuid, Option<String>), String> {
+    let raw = match found.body.get("eventId") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => found.envelope_id.clone(),
+        Some(_) => return Err("eventId: must be a string".into()),
+    };
+    match raw {
+        Some(id) if id.trim().is_empty() => Err("eventId: must not be empty".into()),
+        Some(id) if id.chars().count() > MAX_EVENT_ID_LEN => {
+            Err(format!("eventId: longer than {MAX_EVENT_ID_LEN} characters"))
+        }
+        Some(id) => {
+            let key = Uuid::parse_str(&id)
+                .unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("event-id:{id}").as_bytes()));
+            Ok((key, Some(id)))
+        }
+        None => Ok((
+            Uuid::new_v5(&Uuid::NAMESPACE_OID, &[event_type.as_bytes(), payload].concat()),
+            None,
+        )),
     }
 }
 
-fn correlation_id(body: &Map<String, Value>, headers: &[(String, Vec<u8>)]) -> Result<Option<String>, String> {
-    match body.get("correlationId") {
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Null) | None => Ok(header(headers, "correlationId").map(str::to_owned)),
-        Some(_) => Err("correlationId: must be a string".into()),
-    }
-}
-
-/// Ids may arrive as strings or, from some producers, as numbers.
-fn id_text(value: Option<&Value>, field: &str) -> Result<String, String> {
+/// An id as text, and whether it came as a JSON number.
+fn id_text(value: Option<&Value>, field: &str) -> Result<(String, bool), String> {
     match value {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(s)) => Ok((s.clone(), false)),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok((n.to_string(), true)),
+        Some(Value::Number(_)) => Err(format!("{field}: must be a string or an integer")),
         Some(_) => Err(format!("{field}: must be a string")),
         None => Err(format!("{field}: missing")),
     }
 }
 
-fn order_id(body: &Map<String, Value>) -> Result<OrderId, String> {
-    let raw = id_text(body.get("orderId"), "orderId")?;
-    OrderId::parse(raw).map_err(|e| format!("orderId: {e}"))
+fn order_id(body: &Map<String, Value>) -> Result<(OrderId, bool), String> {
+    let (raw, numeric) = id_text(body.get("orderId"), "orderId")?;
+    OrderId::parse(raw)
+        .map(|id| (id, numeric))
+        .map_err(|e| format!("orderId: {e}"))
 }
 
 fn lines(body: &Map<String, Value>) -> Result<OrderLines, String> {
@@ -221,7 +383,7 @@ fn lines(body: &Map<String, Value>) -> Result<OrderLines, String> {
             let Value::Object(item) = item else {
                 return Err(format!("items[{i}]: must be an object"));
             };
-            let product = id_text(item.get("productId"), &format!("items[{i}].productId"))?;
+            let (product, _) = id_text(item.get("productId"), &format!("items[{i}].productId"))?;
             let product_id = ProductId::parse(product).map_err(|e| format!("items[{i}].productId: {e}"))?;
             let quantity = match item.get("quantity") {
                 Some(Value::Number(n)) => n
@@ -316,10 +478,13 @@ mod tests {
             }
         );
         // A malformed event id: the answer's id comes from the bytes, the same for a redelivery.
-        let json = r#"{"eventType":"OrderCreatedEvent","eventId":"not-a-uuid","orderId":"o-8",
-            "items":[{"productId":"p-1","quantity":1}]}"#;
+        let json = format!(
+            r#"{{"eventType":"OrderCreatedEvent","eventId":"{}","orderId":"o-8",
+            "items":[{{"productId":"p-1","quantity":1}}]}}"#,
+            "x".repeat(MAX_EVENT_ID_LEN + 1)
+        );
         let (Decoded::Invalid { event: a, error }, Decoded::Invalid { event: b, .. }) =
-            (decode_json(json, &[]), decode_json(json, &[]))
+            (decode_json(&json, &[]), decode_json(&json, &[]))
         else {
             panic!("not answered as invalid")
         };
@@ -328,8 +493,107 @@ mod tests {
         // No readable order id, or another type: poison only.
         let no_order = r#"{"eventType":"OrderCreatedEvent","items":[]}"#;
         assert!(matches!(decode_json(no_order, &[]), Decoded::Poison { .. }));
-        let cancel = r#"{"eventType":"OrderCancelledEvent","eventId":"x","orderId":"o-1"}"#;
+        let cancel = r#"{"eventType":"OrderCancelledEvent","eventId":7,"orderId":"o-1"}"#;
         assert!(matches!(decode_json(cancel, &[]), Decoded::Poison { .. }));
+    }
+
+    fn event_of(d: Decoded) -> (IncomingEvent, &'static str) {
+        match d {
+            Decoded::Event { event, event_type } => (event, event_type),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    fn h(name: &str, value: &str) -> (String, Vec<u8>) {
+        (name.to_owned(), value.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn spring_nested_class_names_and_aliases_name_the_type() {
+        let json = r#"{"orderId":"o-1","items":[{"productId":"p","quantity":1}]}"#;
+        let nested = [h("__TypeId__", "com.shop.order.event.OrderEvents$OrderCreatedEvent")];
+        assert_eq!(event_of(decode_json(json, &nested)).1, "OrderCreatedEvent");
+        let options =
+            DecodeOptions::with_aliases("orderCreated=OrderCreatedEvent, com.shop.order.created=OrderCreatedEvent")
+                .unwrap();
+        for headers in [
+            [h("__TypeId__", "orderCreated")],
+            [h("ce_type", "com.shop.order.created")],
+        ] {
+            let raw = RawRecord {
+                payload: Some(json.as_bytes()),
+                headers: &headers,
+            };
+            assert_eq!(event_of(decode_with(raw, &options)).1, "OrderCreatedEvent");
+            assert!(matches!(decode(raw), Decoded::Skip { .. }), "no alias, no match");
+        }
+        assert!(DecodeOptions::with_aliases("x=NoSuchEvent").is_err());
+        assert!(DecodeOptions::with_aliases("nonsense").is_err());
+    }
+
+    #[test]
+    fn any_event_id_string_is_kept_for_the_answer_and_keys_duplicates() {
+        let json = r#"{"eventType":"OrderCancelledEvent","eventId":"evt-42","orderId":9451057838483}"#;
+        let (a, _) = event_of(decode_json(json, &[]));
+        let (b, _) = event_of(decode_json(json, &[]));
+        assert_eq!(a.meta.event_id, b.meta.event_id, "one key per id");
+        assert_eq!(a.meta.event_id, Uuid::new_v5(&Uuid::NAMESPACE_OID, b"event-id:evt-42"));
+        assert_eq!(a.meta.echo.event_id.as_deref(), Some("evt-42"));
+        assert!(a.meta.echo.numeric_order_id, "the order id came as a number");
+        assert_eq!(a.command.order_id().as_str(), "9451057838483");
+        let uuid = "0b9d2c2e-4c1a-4f0e-9d67-3a3b8f1f9a10";
+        let json = format!(r#"{{"eventType":"OrderCancelledEvent","eventId":"{uuid}","orderId":"o"}}"#);
+        let (c, _) = event_of(decode_json(&json, &[]));
+        assert_eq!(c.meta.event_id.to_string(), uuid, "a UUID is its own key");
+        assert!(!c.meta.echo.numeric_order_id);
+        let empty = r#"{"eventType":"OrderCancelledEvent","eventId":" ","orderId":"o"}"#;
+        assert!(error_of(decode_json(empty, &[])).starts_with("eventId:"));
+    }
+
+    #[test]
+    fn cloudevents_structured_mode_reads_the_envelope() {
+        let envelope = r#"{"specversion":"1.0","id":"ce-1","type":"OrderCreatedEvent","source":"/orders",
+            "time":"2026-01-01T00:00:00Z","correlationid":"corr-9","traceparent":"00-abc-def-01",
+            "data":{"orderId":"o-5","items":[{"productId":"p","quantity":2}]}}"#;
+        let ct = [h("content-type", "application/cloudevents+json; charset=UTF-8")];
+        let (event, event_type) = event_of(decode_json(envelope, &ct));
+        assert_eq!(event_type, "OrderCreatedEvent");
+        assert_eq!(event.meta.echo.event_id.as_deref(), Some("ce-1"));
+        assert_eq!(event.meta.correlation_id.as_deref(), Some("corr-9"));
+        assert_eq!(
+            event.meta.echo.headers,
+            vec![("traceparent".to_owned(), "00-abc-def-01".to_owned())]
+        );
+        assert_eq!(event.command.order_id().as_str(), "o-5");
+        // data_base64, and no content-type header: the envelope's specversion says it.
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.encode(r#"{"orderId":"o-6"}"#);
+        let b64 =
+            format!(r#"{{"specversion":"1.0","id":"ce-2","type":"PaymentSucceededEvent","data_base64":"{data}"}}"#);
+        let (event, event_type) = event_of(decode_json(&b64, &[]));
+        assert_eq!(event_type, "PaymentSucceededEvent");
+        assert_eq!(event.command.order_id().as_str(), "o-6");
+        let no_data = r#"{"specversion":"1.0","id":"x","type":"OrderCreatedEvent"}"#;
+        assert!(error_of(decode_json(no_data, &ct)).starts_with("data:"));
+        let no_type = r#"{"specversion":"1.0","id":"x","data":{}}"#;
+        assert!(error_of(decode_json(no_type, &ct)).starts_with("type:"));
+    }
+
+    #[test]
+    fn binary_mode_ids_correlation_and_trace_context_come_from_headers() {
+        let json = r#"{"orderId":"o-1"}"#;
+        let headers = [
+            h("ce_type", "OrderCancelledEvent"),
+            h("ce_id", "ce-77"),
+            h("ce_correlationid", "corr-1"),
+            h("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            h("tracestate", "congo=t61rcWkgMzE"),
+        ];
+        let (event, _) = event_of(decode_json(json, &headers));
+        assert_eq!(event.meta.echo.event_id.as_deref(), Some("ce-77"));
+        assert_eq!(event.meta.correlation_id.as_deref(), Some("corr-1"));
+        assert_eq!(event.meta.echo.headers.len(), 2);
+        assert_eq!(event.meta.echo.headers[1].0, "tracestate");
     }
 
     #[test]
@@ -376,7 +640,7 @@ mod tests {
         assert!(error_of(decode_json(neg, &[])).contains("items[0].quantity"));
         let frac = r#"{"eventType":"OrderCreatedEvent","orderId":"o","items":[{"productId":"p","quantity":1.5}]}"#;
         assert!(error_of(decode_json(frac, &[])).contains("must be an integer"));
-        let bad_id = r#"{"eventType":"OrderCreatedEvent","eventId":"nope","orderId":"o","items":[]}"#;
+        let bad_id = r#"{"eventType":"OrderCreatedEvent","eventId":"","orderId":"o","items":[]}"#;
         assert!(error_of(decode_json(bad_id, &[])).contains("eventId"));
         let item = r#"{"productId":"p","quantity":1}"#;
         let many = format!(

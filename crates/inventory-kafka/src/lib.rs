@@ -12,6 +12,7 @@ pub mod watchdog;
 pub use admin::{broker_reachable, ensure_topics};
 pub use config::KafkaConfig;
 pub use consumer::{SagaConsumer, run_saga};
+pub use decode::DecodeOptions;
 pub use publisher::KafkaPublisher;
 pub use relay::{RELAY_BATCH, run_relay};
 pub use watchdog::{ConsumerHealth, WatchdogConfig};

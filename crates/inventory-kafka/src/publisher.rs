@@ -81,6 +81,11 @@ fn cloud_event_headers(event: &PendingEvent, source: &str) -> OwnedHeaders {
             key: "content-type",
             value: Some("application/json"),
         })
+        // Spring's JsonDeserializer maps this (with `spring.json.type.mapping`) to the reader's class.
+        .insert(Header {
+            key: "__TypeId__",
+            value: Some(event.event_type.as_str()),
+        })
 }
 
 #[async_trait]
@@ -88,10 +93,17 @@ impl EventPublisher for KafkaPublisher {
     async fn publish(&self, events: &[PendingEvent]) -> Result<(), PublishError> {
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {
+            let mut headers = cloud_event_headers(event, &self.source);
+            for (key, value) in &event.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_str()),
+                });
+            }
             let record = FutureRecord::to(&self.topic)
                 .key(event.key.as_str())
                 .payload(event.payload.as_str())
-                .headers(cloud_event_headers(event, &self.source));
+                .headers(headers);
             let delivery = self
                 .producer
                 .send_result(record)

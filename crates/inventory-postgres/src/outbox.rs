@@ -32,6 +32,8 @@ struct PendingRow {
     payload: String,
     #[diesel(sql_type = Timestamptz)]
     created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    headers: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -63,7 +65,8 @@ impl OutboxStore for PgRepository {
                     return Ok::<Relayed, TxError>(Relayed::Busy);
                 }
                 let rows: Vec<PendingRow> = diesel::sql_query(
-                    "SELECT id, event_id, event_type, message_key, payload::text AS payload, created_at \
+                    "SELECT id, event_id, event_type, message_key, payload::text AS payload, created_at, \
+                            headers::text AS headers \
                      FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 )
                 .bind::<BigInt, _>(limit)
@@ -81,6 +84,11 @@ impl OutboxStore for PgRepository {
                         key: r.message_key,
                         payload: r.payload,
                         created_at: r.created_at,
+                        // Written by this adapter as [[name, value], ...]; anything else carries nothing.
+                        headers: r
+                            .headers
+                            .and_then(|h| serde_json::from_str(&h).ok())
+                            .unwrap_or_default(),
                     })
                     .collect();
                 publisher.publish(&events).await.map_err(TxError::Publish)?;

@@ -49,6 +49,7 @@ diesel::table! {
         payload -> Jsonb,
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
+        headers -> Nullable<Jsonb>,
     }
 }
 

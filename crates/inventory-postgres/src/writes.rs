@@ -257,13 +257,14 @@ async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resu
     if events.is_empty() {
         return Ok(());
     }
-    let payloads = events
+    let payloads = events.iter().map(payload).collect::<Result<Vec<_>, _>>()?;
+    let headers: Vec<Option<serde_json::Value>> = events
         .iter()
-        .map(|e| serde_json::to_value(e).map_err(|err| TxError::Invalid(err.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|e| (!e.headers.is_empty()).then(|| serde_json::json!(e.headers)))
+        .collect();
     diesel::sql_query(
-        "INSERT INTO outbox (event_id, event_type, message_key, payload, created_at) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[])",
+        "INSERT INTO outbox (event_id, event_type, message_key, payload, created_at, headers) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::jsonb[])",
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(
@@ -280,9 +281,22 @@ async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resu
     )
     .bind::<Array<Jsonb>, _>(payloads)
     .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Nullable<Jsonb>>, _>(headers)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The published document; an order id that came as a JSON number goes out as one.
+fn payload(event: &inventory_domain::OutboxEvent) -> Result<serde_json::Value, TxError> {
+    let mut value = serde_json::to_value(event).map_err(|err| TxError::Invalid(err.to_string()))?;
+    if event.numeric_order_id
+        && let Some(number) = event.event.order_id().as_str().parse::<serde_json::Number>().ok()
+        && let Some(field) = value.get_mut("orderId")
+    {
+        *field = serde_json::Value::Number(number);
+    }
+    Ok(value)
 }
 
 async fn write_adjustments(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {

@@ -324,6 +324,7 @@ async fn an_audit_racing_reservations_never_drives_available_below_zero() {
                 meta: inventory_domain::EventMeta {
                     event_id: uuid::Uuid::new_v4(),
                     correlation_id: None,
+                    echo: Default::default(),
                 },
                 command: inventory_domain::OrderCommand::Reserve {
                     order_id: inventory_domain::OrderId::parse(format!("o-{i}")).unwrap(),
