@@ -273,6 +273,9 @@ impl Reader {
                     .collect()
             })
             .unwrap_or_default();
+        if self.topic.ends_with("inventory-events") {
+            check_against_schema(&self.topic, payload);
+        }
         Received {
             raw_headers,
             key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
@@ -320,4 +323,29 @@ pub async fn record_count(bootstrap: &str, topic: &str) -> i64 {
     })
     .await
     .expect("watermark lookup")
+}
+
+/// Every record the service produces must match its event type's JSON Schema
+/// (`docs/schemas/`, generated from the wire contract's types).
+fn check_against_schema(topic: &str, payload: &[u8]) {
+    use std::sync::OnceLock;
+    static VALIDATORS: OnceLock<Vec<(&'static str, jsonschema::Validator)>> = OnceLock::new();
+    let validators = VALIDATORS.get_or_init(|| {
+        inventory_contract::schemas()
+            .into_iter()
+            .map(|(name, schema)| (name, jsonschema::validator_for(&schema).expect("a valid schema")))
+            .collect()
+    });
+    let value: Value =
+        serde_json::from_slice(payload).unwrap_or_else(|e| panic!("a record on {topic} is not JSON: {e}"));
+    let event_type = value["eventType"].as_str().unwrap_or_default();
+    let (_, validator) = validators
+        .iter()
+        .find(|(name, _)| *name == event_type)
+        .unwrap_or_else(|| panic!("a record on {topic} has no known eventType: {value}"));
+    let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "a {event_type} on {topic} breaks its schema: {errors:?}\n{value}"
+    );
 }

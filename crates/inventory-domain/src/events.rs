@@ -1,7 +1,6 @@
 //! What the service hears (order and payment events, as commands) and what it says.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -33,8 +32,7 @@ pub struct Echo {
 }
 
 /// One line of an order as the Order Service sent it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderLine {
     /// Product ordered.
     pub product_id: ProductId,
@@ -93,8 +91,7 @@ impl OrderLines {
 }
 
 /// Why held stock went back to the free pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReleaseReason {
     /// The Order Service cancelled the order.
     OrderCancelled,
@@ -123,8 +120,7 @@ impl ReleaseReason {
 }
 
 /// Why an order could not be reserved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
     /// At least one line asks for more than is free.
     InsufficientStock,
@@ -215,8 +211,7 @@ pub struct IncomingEvent {
 }
 
 /// A product and a number of units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineItem {
     /// Product.
     pub product_id: ProductId,
@@ -225,8 +220,7 @@ pub struct LineItem {
 }
 
 /// A line that could not be reserved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShortLine {
     /// Product.
     pub product_id: ProductId,
@@ -236,12 +230,11 @@ pub struct ShortLine {
     pub available: u32,
 }
 
-/// What the inventory tells the other services.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "eventType", rename_all_fields = "camelCase")]
+/// What the inventory tells the other services (their wire form is
+/// `inventory-contract`'s).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryEvent {
     /// Every line is on hold.
-    #[serde(rename = "InventoryReservedEvent")]
     Reserved {
         /// Order reserved.
         order_id: OrderId,
@@ -249,7 +242,6 @@ pub enum InventoryEvent {
         items: Vec<LineItem>,
     },
     /// Nothing was held.
-    #[serde(rename = "StockReservationFailedEvent")]
     ReservationFailed {
         /// Order refused.
         order_id: OrderId,
@@ -261,7 +253,6 @@ pub enum InventoryEvent {
         items: Vec<ShortLine>,
     },
     /// A hold was given back.
-    #[serde(rename = "InventoryReleasedEvent")]
     Released {
         /// Order released.
         order_id: OrderId,
@@ -294,26 +285,20 @@ impl InventoryEvent {
 
 /// An event to publish, with its envelope; stored in the outbox in the same
 /// transaction as the change that produced it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
     /// Unique id of this event.
     pub event_id: Uuid,
     /// When the change happened.
     pub occurred_at: DateTime<Utc>,
     /// Id of the consumed event that caused it, as that event carried it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
     /// Correlation id received with the cause, passed on.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     /// The event.
-    #[serde(flatten)]
     pub event: InventoryEvent,
     /// The order id is written as a JSON number (it came as one).
-    #[serde(skip)]
     pub numeric_order_id: bool,
     /// Transport headers to send with it, from its cause.
-    #[serde(skip)]
     pub headers: Vec<(String, String)>,
 }

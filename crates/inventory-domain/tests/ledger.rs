@@ -174,11 +174,15 @@ fn an_unreadable_order_is_answered_as_invalid_with_its_problem() {
     let [answer] = l.outbox() else {
         panic!("one answer: {:?}", l.outbox())
     };
-    let json = serde_json::to_value(answer).unwrap();
-    assert_eq!(json["eventType"], "StockReservationFailedEvent");
-    assert_eq!(json["reason"], "INVALID_ORDER");
-    assert_eq!(json["orderId"], "o");
-    assert_eq!(json["detail"], "items[0].quantity: must be positive");
+    assert_eq!(
+        answer.event,
+        InventoryEvent::ReservationFailed {
+            order_id: oid("o"),
+            reason: FailureReason::InvalidOrder,
+            detail: "items[0].quantity: must be positive".into(),
+            items: Vec::new(),
+        }
+    );
     // The same record again, or a readable copy of the order after it, changes nothing more.
     assert_eq!(
         l.apply(&reject(1, "o", "items[0].quantity: must be positive")).unwrap(),
@@ -270,24 +274,17 @@ fn change_set_carries_versions() {
 }
 
 #[test]
-fn wire_format_of_an_outbox_event() {
+fn an_outbox_event_names_its_cause() {
     let mut l = ledger_with(&[("a", 10)]);
     l.apply(&reserve(1, "o-7", &[("a", 2)])).unwrap();
-    let json = serde_json_like(&l.outbox()[0]);
-    assert!(json.contains("\"eventType\":\"InventoryReservedEvent\""), "{json}");
-    assert!(json.contains("\"orderId\":\"o-7\""), "{json}");
-    assert!(
-        json.contains("\"items\":[{\"productId\":\"a\",\"quantity\":2}]"),
-        "{json}"
+    let event = &l.outbox()[0];
+    assert_eq!(event.event.event_type(), "InventoryReservedEvent");
+    assert_eq!(event.event.order_id().as_str(), "o-7");
+    assert_eq!(
+        event.causation_id.as_deref(),
+        Some("00000000-0000-0000-0000-000000000001"),
+        "a cause with no id of its own as sent is named by its key"
     );
-    assert!(
-        json.contains("\"causationId\":\"00000000-0000-0000-0000-000000000001\""),
-        "{json}"
-    );
-}
-
-fn serde_json_like(event: &OutboxEvent) -> String {
-    serde_json::to_string(event).unwrap()
 }
 
 #[test]

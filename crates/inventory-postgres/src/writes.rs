@@ -287,16 +287,9 @@ async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resu
     Ok(())
 }
 
-/// The published document; an order id that came as a JSON number goes out as one.
+/// The published document, in the wire contract's form.
 fn payload(event: &inventory_domain::OutboxEvent) -> Result<serde_json::Value, TxError> {
-    let mut value = serde_json::to_value(event).map_err(|err| TxError::Invalid(err.to_string()))?;
-    if event.numeric_order_id
-        && let Some(number) = event.event.order_id().as_str().parse::<serde_json::Number>().ok()
-        && let Some(field) = value.get_mut("orderId")
-    {
-        *field = serde_json::Value::Number(number);
-    }
-    Ok(value)
+    inventory_contract::encode(event).map_err(|err| TxError::Invalid(err.to_string()))
 }
 
 async fn write_adjustments(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {

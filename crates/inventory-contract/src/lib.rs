@@ -1,0 +1,260 @@
+//! The events the service produces on `inventory-events`, as they go on the
+//! wire: typed serde structs (the domain's events carry no serde), the
+//! translation from the domain, and JSON Schemas generated from the same
+//! types, for these and for the consumed events ([`consumed`]), checked into
+//! `docs/schemas/` (a test fails when they drift).
+
+pub mod consumed;
+
+use chrono::{DateTime, Utc};
+use inventory_domain::{FailureReason, InventoryEvent, OutboxEvent, ReleaseReason};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An order id as the order's producer wrote it: text, or an integer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OrderId {
+    /// Written as a JSON integer by its producer, so answered as one.
+    Number(i64),
+    /// Text (1 to 128 characters).
+    Text(String),
+}
+
+/// What every produced event carries. Readers should ignore fields they do
+/// not know: new ones may be added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<T> {
+    /// Unique id of this event (consumers deduplicate by it).
+    pub event_id: Uuid,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The consumed event's id, as it was sent; absent for an expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// Passed on from the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The order the event is about (also the record key).
+    pub order_id: OrderId,
+    /// The event itself.
+    #[serde(flatten)]
+    pub event: T,
+}
+
+/// The three events, tagged by `eventType`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "eventType")]
+pub enum Produced {
+    /// Every line is on hold.
+    #[serde(rename = "InventoryReservedEvent")]
+    Reserved(Reserved),
+    /// Nothing was held.
+    #[serde(rename = "StockReservationFailedEvent")]
+    Failed(Failed),
+    /// A hold was given back.
+    #[serde(rename = "InventoryReleasedEvent")]
+    Released(Released),
+}
+
+/// `InventoryReservedEvent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Reserved {
+    /// Units held, one line per product.
+    pub items: Vec<LineItem>,
+}
+
+/// `StockReservationFailedEvent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Failed {
+    /// Machine-readable cause.
+    pub reason: Failure,
+    /// Human-readable cause.
+    pub detail: String,
+    /// The lines that were short.
+    pub items: Vec<ShortLine>,
+}
+
+/// `InventoryReleasedEvent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Released {
+    /// Why.
+    pub reason: Release,
+    /// Units given back.
+    pub items: Vec<LineItem>,
+}
+
+/// A product and a number of units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LineItem {
+    /// Product.
+    pub product_id: String,
+    /// Units.
+    pub quantity: u32,
+}
+
+/// A line that could not be reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShortLine {
+    /// Product.
+    pub product_id: String,
+    /// Units the order asked for (summed over its lines).
+    pub requested: u32,
+    /// Units free when it was tried (0 for an unknown product).
+    pub available: u32,
+}
+
+/// Why a reservation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Failure {
+    /// A line asks for more than is free.
+    InsufficientStock,
+    /// A line names a product with no stock record.
+    UnknownProduct,
+    /// The order could not be read or has no lines.
+    InvalidOrder,
+    /// The order was cancelled before it was reserved.
+    OrderCancelled,
+}
+
+/// Why a hold was given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Release {
+    /// `OrderCancelledEvent`.
+    OrderCancelled,
+    /// `PaymentFailedEvent`.
+    PaymentFailed,
+    /// Not committed or released within the hold's time to live.
+    Expired,
+}
+
+impl From<FailureReason> for Failure {
+    fn from(r: FailureReason) -> Self {
+        match r {
+            FailureReason::InsufficientStock => Self::InsufficientStock,
+            FailureReason::UnknownProduct => Self::UnknownProduct,
+            FailureReason::InvalidOrder => Self::InvalidOrder,
+            FailureReason::OrderCancelled => Self::OrderCancelled,
+        }
+    }
+}
+
+impl From<ReleaseReason> for Release {
+    fn from(r: ReleaseReason) -> Self {
+        match r {
+            ReleaseReason::OrderCancelled => Self::OrderCancelled,
+            ReleaseReason::PaymentFailed => Self::PaymentFailed,
+            ReleaseReason::Expired => Self::Expired,
+        }
+    }
+}
+
+fn lines(items: &[inventory_domain::LineItem]) -> Vec<LineItem> {
+    items
+        .iter()
+        .map(|i| LineItem {
+            product_id: i.product_id.to_string(),
+            quantity: i.quantity,
+        })
+        .collect()
+}
+
+/// The wire form of a domain event.
+pub fn produced(event: &OutboxEvent) -> Envelope<Produced> {
+    let order = event.event.order_id().as_str();
+    let order_id = match order.parse::<i64>() {
+        Ok(n) if event.numeric_order_id => OrderId::Number(n),
+        _ => OrderId::Text(order.to_owned()),
+    };
+    let body = match &event.event {
+        InventoryEvent::Reserved { items, .. } => Produced::Reserved(Reserved { items: lines(items) }),
+        InventoryEvent::ReservationFailed {
+            reason, detail, items, ..
+        } => Produced::Failed(Failed {
+            reason: (*reason).into(),
+            detail: detail.clone(),
+            items: items
+                .iter()
+                .map(|s| ShortLine {
+                    product_id: s.product_id.to_string(),
+                    requested: s.requested,
+                    available: s.available,
+                })
+                .collect(),
+        }),
+        InventoryEvent::Released { reason, items, .. } => Produced::Released(Released {
+            reason: (*reason).into(),
+            items: lines(items),
+        }),
+    };
+    Envelope {
+        event_id: event.event_id,
+        occurred_at: event.occurred_at,
+        causation_id: event.causation_id.clone(),
+        correlation_id: event.correlation_id.clone(),
+        order_id,
+        event: body,
+    }
+}
+
+/// The JSON document of a domain event, as published.
+pub fn encode(event: &OutboxEvent) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(produced(event))
+}
+
+/// Every consumed event's JSON Schema, by event type: a file each in `docs/schemas/`.
+pub fn consumed_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    fn schema<T: JsonSchema>(event_type: &str) -> serde_json::Value {
+        let mut schema = schemars::schema_for!(consumed::Envelope<T>).to_value();
+        schema["title"] = event_type.into();
+        schema
+    }
+    vec![
+        (
+            "OrderCreatedEvent",
+            schema::<consumed::OrderCreated>("OrderCreatedEvent"),
+        ),
+        (
+            "OrderCancelledEvent",
+            schema::<consumed::OrderOnly>("OrderCancelledEvent"),
+        ),
+        (
+            "PaymentFailedEvent",
+            schema::<consumed::OrderOnly>("PaymentFailedEvent"),
+        ),
+        (
+            "PaymentSucceededEvent",
+            schema::<consumed::OrderOnly>("PaymentSucceededEvent"),
+        ),
+    ]
+}
+
+/// Every produced event's JSON Schema, by event type: a file each in `docs/schemas/`.
+pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    fn schema<T: JsonSchema>(event_type: &str) -> serde_json::Value {
+        let mut schema = schemars::schema_for!(Envelope<T>).to_value();
+        // The `eventType` tag, which the flattened enum adds on the wire.
+        if let Some(props) = schema.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+            props.insert("eventType".into(), serde_json::json!({ "const": event_type }));
+        }
+        if let Some(required) = schema.get_mut("required").and_then(serde_json::Value::as_array_mut) {
+            required.push("eventType".into());
+        }
+        schema["title"] = event_type.into();
+        schema
+    }
+    vec![
+        ("InventoryReservedEvent", schema::<Reserved>("InventoryReservedEvent")),
+        (
+            "StockReservationFailedEvent",
+            schema::<Failed>("StockReservationFailedEvent"),
+        ),
+        ("InventoryReleasedEvent", schema::<Released>("InventoryReleasedEvent")),
+    ]
+}
