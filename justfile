@@ -45,12 +45,18 @@ migrate: stack-up
     set -a; source .local/stack.env; set +a
     cargo run -q -p inventory-app -- migrate
 
-# Start what is needed and run every test (unit, integration, end-to-end).
+# Start what is needed and run every test (unit, integration, end-to-end, then the Java interop suite).
 test: stack-up
     #!/usr/bin/env bash
     set -euo pipefail
     set -a; source .local/stack.env; set +a
     cargo test --workspace --no-fail-fast
+    just test-interop
+
+# The neighbours' own libraries (kafka-clients, Spring Kafka, CloudEvents) against the real service.
+test-interop: stack-up
+    cargo build -p inventory-app
+    bash tests/interop-java/run.sh target/debug/inventory-app
 
 # The broker soak's long form: 15 pauses of 1-45 s and 3 SIGKILLs of a broker of its own
 # (`SOAK_SEED=<n> just soak` replays a run; `just test` runs a short form).

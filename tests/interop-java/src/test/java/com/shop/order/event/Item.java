@@ -1,0 +1,3 @@
+package com.shop.order.event;
+
+public record Item(String productId, int quantity) {}

@@ -1,0 +1,3 @@
+package com.shop.order.event;
+
+public record OrderCancelledEvent(String orderId) {}

@@ -1,0 +1,3 @@
+package com.shop.payment.event;
+
+public record PaymentSucceededEvent(String orderId) {}
