@@ -211,7 +211,7 @@ pub fn encode(event: &OutboxEvent) -> Result<serde_json::Value, serde_json::Erro
 /// Every consumed event's JSON Schema, by event type: a file each in `docs/schemas/`.
 pub fn consumed_schemas() -> Vec<(&'static str, serde_json::Value)> {
     fn schema<T: JsonSchema>(event_type: &str) -> serde_json::Value {
-        let mut schema = schemars::schema_for!(consumed::Envelope<T>).to_value();
+        let mut schema = schemars::schema_for!(T).to_value();
         schema["title"] = event_type.into();
         schema
     }
@@ -222,15 +222,15 @@ pub fn consumed_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ),
         (
             "OrderCancelledEvent",
-            schema::<consumed::OrderOnly>("OrderCancelledEvent"),
+            schema::<consumed::OrderEvent>("OrderCancelledEvent"),
         ),
         (
             "PaymentFailedEvent",
-            schema::<consumed::OrderOnly>("PaymentFailedEvent"),
+            schema::<consumed::OrderEvent>("PaymentFailedEvent"),
         ),
         (
             "PaymentSucceededEvent",
-            schema::<consumed::OrderOnly>("PaymentSucceededEvent"),
+            schema::<consumed::OrderEvent>("PaymentSucceededEvent"),
         ),
     ]
 }

@@ -49,9 +49,82 @@ const UNKNOWN_TYPE_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Distinct unknown types counted by name; the rest count as `other`.
 const UNKNOWN_TYPES_COUNTED: usize = 100;
 
+/// The librdkafka consumer, closed on a thread of its own whichever way it
+/// goes: closing waits for the group coordinator, which a broker outage can
+/// make wait for good, and that must never block an async worker.
+struct Handle(Option<Arc<StreamConsumer<SagaContext>>>);
+
+impl std::ops::Deref for Handle {
+    type Target = StreamConsumer<SagaContext>;
+    fn deref(&self) -> &Self::Target {
+        // Taken only by `close`, which consumes the handle.
+        self.0
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("the consumer is closed"))
+    }
+}
+
+impl Handle {
+    /// A weak reference, for the watchdog: its looks never make it the last owner for long.
+    fn watch(&self) -> std::sync::Weak<StreamConsumer<SagaContext>> {
+        self.0.as_ref().map(Arc::downgrade).unwrap_or_default()
+    }
+
+    /// Closes on a thread of its own; resolves when closed.
+    fn close(mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (closed, done) = tokio::sync::oneshot::channel();
+        if let Some(consumer) = self.0.take() {
+            close_detached(consumer, Some(closed));
+        }
+        done
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            close_detached(consumer, None);
+        }
+    }
+}
+
+/// Drops the consumer (which closes it) on a new thread, once that thread is
+/// its last owner: a look of the watchdog may hold it for a few seconds.
+fn close_detached(consumer: Arc<StreamConsumer<SagaContext>>, closed: Option<tokio::sync::oneshot::Sender<()>>) {
+    let spawned = std::thread::Builder::new()
+        .name("kafka-consumer-close".into())
+        .spawn(move || {
+            let deadline = Instant::now() + CLOSE_TIMEOUT;
+            let mut consumer = consumer;
+            loop {
+                match Arc::try_unwrap(consumer) {
+                    Ok(last) => {
+                        drop(last);
+                        break;
+                    }
+                    // Still shared past the deadline: the other owner closes it when it lets go.
+                    Err(shared) if Instant::now() >= deadline => {
+                        drop(shared);
+                        break;
+                    }
+                    Err(shared) => {
+                        consumer = shared;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+            if let Some(closed) = closed {
+                let _ = closed.send(());
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread to close the consumer; it stays open until the process ends");
+    }
+}
+
 /// The consumer of order and payment events.
 pub struct SagaConsumer<R, C> {
-    consumer: Arc<StreamConsumer<SagaContext>>,
+    consumer: Handle,
     producer: FutureProducer,
     service: InventoryService<R, C>,
     config: KafkaConfig,
@@ -111,7 +184,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
             .create_with_context(context)?;
         consumer.subscribe(&[&config.order_topic, &config.payment_topic])?;
         Ok(Self {
-            consumer: Arc::new(consumer),
+            consumer: Handle(Some(Arc::new(consumer))),
             producer,
             service,
             config: config.clone(),
@@ -169,19 +242,9 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         // group coordinator after a broker hiccup (a synchronous commit here once waited for good),
         // so the close runs on a thread of its own and is awaited for a bounded time: offsets it
         // could not commit are only redelivered, and redelivery changes nothing twice.
-        let (closed, close_done) = tokio::sync::oneshot::channel();
-        // The watchdog has let go of its handle by now (it stops with the same token), so this is the last.
-        let consumer = self.consumer;
-        let spawned = std::thread::Builder::new()
-            .name("kafka-consumer-close".into())
-            .spawn(move || {
-                drop(consumer);
-                let _ = closed.send(());
-            });
-        let outcome = match spawned {
-            Ok(_) => tokio::time::timeout(CLOSE_TIMEOUT, close_done).await.ok(),
-            Err(_) => None,
-        };
+        let outcome = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(5), self.consumer.close())
+            .await
+            .ok();
         match outcome {
             Some(_) => tracing::info!("saga consumer stopped"),
             None => tracing::warn!(
@@ -488,7 +551,7 @@ pub async fn run_saga<R, C>(
         };
         let stop = shutdown.child_token();
         let watchdog = tokio::spawn(watch(
-            Arc::clone(&consumer.consumer),
+            consumer.consumer.watch(),
             admin,
             Arc::clone(&health),
             config.watchdog,

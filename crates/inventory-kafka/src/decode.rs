@@ -11,10 +11,12 @@
 
 use std::collections::HashMap;
 
+use inventory_contract::consumed;
 use inventory_domain::{
     Echo, EventMeta, IncomingEvent, OrderCommand, OrderId, OrderLine, OrderLines, ProductId, Quantity, ReleaseReason,
 };
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// Largest record value accepted.
@@ -121,11 +123,27 @@ pub fn decode(record: RawRecord<'_>) -> Decoded {
 /// An event as found in a record: its body and what its envelope said.
 struct Found {
     event_type: String,
-    body: Map<String, Value>,
+    body: Value,
     /// Id from the envelope (CloudEvents `id`, or the `ce_id` header).
     envelope_id: Option<String>,
+    /// Correlation id from the envelope or a header (the body's comes first).
     correlation_id: Option<String>,
     carried: Vec<(String, String)>,
+}
+
+/// Deserializes `value` into a contract type; an error names the field.
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        match inner.strip_prefix("missing field `").and_then(|f| f.strip_suffix('`')) {
+            Some(field) if path == "." => format!("{field}: missing"),
+            Some(field) => format!("{path}.{field}: missing"),
+            None if path == "." => inner,
+            None if inner.ends_with("expected i64") => format!("{path}: must be an integer ({inner})"),
+            None => format!("{path}: {inner}"),
+        }
+    })
 }
 
 /// Decodes one record.
@@ -139,28 +157,31 @@ pub fn decode_with(record: RawRecord<'_>, options: &DecodeOptions) -> Decoded {
             payload.len()
         ));
     }
-    let value: Value = match serde_json::from_slice(payload) {
+    let body: Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
         Err(e) => return poison(format!("value is not JSON: {e}")),
     };
-    let Value::Object(body) = value else {
+    if !body.is_object() {
         return poison("value is not a JSON object");
+    }
+    let probe: consumed::Probe = match typed(&body) {
+        Ok(p) => p,
+        // Only the type can be of the wrong kind here (`specversion` is read as any JSON).
+        Err(_) => return poison("eventType: must be a string"),
     };
     let structured = header(record.headers, "content-type").is_some_and(|c| {
         c.trim_start()
             .to_ascii_lowercase()
             .starts_with("application/cloudevents+json")
-    }) || (!body.contains_key("eventType") && body.get("specversion").is_some_and(Value::is_string));
+    }) || (probe.event_type.is_none() && probe.specversion.as_ref().is_some_and(Value::is_string));
     let found = if structured {
-        match structured_event(body) {
-            Ok(found) => found,
-            Err(e) => return poison(e),
-        }
+        structured_event(&body)
     } else {
-        match binary_event(body, record.headers) {
-            Ok(found) => found,
-            Err(e) => return poison(e),
-        }
+        binary_event(body, probe.event_type, record.headers)
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => return poison(e),
     };
     let known = KNOWN
         .iter()
@@ -177,30 +198,45 @@ pub fn decode_with(record: RawRecord<'_>, options: &DecodeOptions) -> Decoded {
             event,
             event_type: known,
         },
-        Err(error) if known == "OrderCreatedEvent" => match order_id(&found.body) {
-            Ok((order_id, numeric)) => Decoded::Invalid {
-                event: IncomingEvent {
-                    meta: EventMeta {
-                        // Its own id when that much is readable; else one derived from the bytes, so a
-                        // redelivered copy is still recognised and answered once.
-                        event_id: event_id(&found, known, payload).map(|(id, _)| id).unwrap_or_else(|_| {
-                            Uuid::new_v5(&Uuid::NAMESPACE_OID, &[b"invalid:".as_slice(), payload].concat())
-                        }),
-                        correlation_id: found.correlation_id.clone(),
-                        echo: Echo {
-                            event_id: event_id(&found, known, payload).ok().and_then(|(_, raw)| raw),
-                            numeric_order_id: numeric,
-                            headers: found.carried.clone(),
+        Err(error) if known == "OrderCreatedEvent" => match typed::<consumed::OrderRef>(&found.body)
+            .map_err(|_| ())
+            .and_then(|r| order_id(r.order_id).map_err(|_| ()))
+        {
+            Ok((order_id, numeric)) => {
+                // Its own id when that much is readable; else one derived from the bytes, so a
+                // redelivered copy is still recognised and answered once.
+                let envelope = typed::<consumed::OrderEvent>(&found.body).ok();
+                let correlation_id = envelope
+                    .as_ref()
+                    .and_then(|e| e.correlation_id.clone())
+                    .or_else(|| found.correlation_id.clone());
+                let id = envelope.and_then(|e| event_id(e.event_id, &found, known, payload).ok());
+                let (key, raw) = id.unwrap_or_else(|| {
+                    (
+                        Uuid::new_v5(&Uuid::NAMESPACE_OID, &[b"invalid:".as_slice(), payload].concat()),
+                        None,
+                    )
+                });
+                Decoded::Invalid {
+                    event: IncomingEvent {
+                        meta: EventMeta {
+                            event_id: key,
+                            correlation_id,
+                            echo: Echo {
+                                event_id: raw,
+                                numeric_order_id: numeric,
+                                headers: found.carried.clone(),
+                            },
+                        },
+                        command: OrderCommand::Reject {
+                            order_id,
+                            detail: error.clone(),
                         },
                     },
-                    command: OrderCommand::Reject {
-                        order_id,
-                        detail: error.clone(),
-                    },
-                },
-                error,
-            },
-            Err(_) => poison(error),
+                    error,
+                }
+            }
+            Err(()) => poison(error),
         },
         Err(error) => poison(error),
     }
@@ -209,23 +245,13 @@ pub fn decode_with(record: RawRecord<'_>, options: &DecodeOptions) -> Decoded {
 /// A plain JSON event: the type from `eventType`, else the CloudEvents
 /// binary-mode `ce_type` header, else Spring's `__TypeId__` (the name after
 /// the last `.` and `$`, so nested classes work).
-fn binary_event(body: Map<String, Value>, headers: &[(String, Vec<u8>)]) -> Result<Found, String> {
-    let event_type = match body.get("eventType") {
-        Some(Value::String(t)) => t.clone(),
-        Some(_) => return Err("eventType: must be a string".into()),
-        None => match header(headers, "ce_type")
+fn binary_event(body: Value, event_type: Option<String>, headers: &[(String, Vec<u8>)]) -> Result<Found, String> {
+    let event_type = match event_type {
+        Some(t) => t,
+        None => header(headers, "ce_type")
             .or_else(|| header(headers, "__TypeId__").map(|t| t.rsplit(['.', '$']).next().unwrap_or(t)))
-        {
-            Some(t) => t.to_owned(),
-            None => return Err("eventType: missing, and no ce_type or __TypeId__ header".into()),
-        },
-    };
-    let correlation_id = match body.get("correlationId") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => header(headers, "correlationId")
-            .or_else(|| header(headers, "ce_correlationid"))
-            .map(str::to_owned),
-        Some(_) => return Err("correlationId: must be a string".into()),
+            .map(str::to_owned)
+            .ok_or("eventType: missing, and no ce_type or __TypeId__ header")?,
     };
     let carried = CARRIED_HEADERS
         .iter()
@@ -237,81 +263,81 @@ fn binary_event(body: Map<String, Value>, headers: &[(String, Vec<u8>)]) -> Resu
         .collect();
     Ok(Found {
         event_type,
-        envelope_id: header(headers, "ce_id").map(str::to_owned),
         body,
-        correlation_id,
+        envelope_id: header(headers, "ce_id").map(str::to_owned),
+        correlation_id: header(headers, "correlationId")
+            .or_else(|| header(headers, "ce_correlationid"))
+            .map(str::to_owned),
         carried,
     })
 }
 
 /// A CloudEvents structured-mode event: `type`, `id` and extensions from the
 /// envelope, the event from `data` (or `data_base64`).
-fn structured_event(mut envelope: Map<String, Value>) -> Result<Found, String> {
-    let text = |envelope: &Map<String, Value>, field: &str| match envelope.get(field) {
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Null) | None => Ok(None),
-        Some(_) => Err(format!("{field}: must be a string in the CloudEvents envelope")),
-    };
-    let event_type = text(&envelope, "type")?.ok_or("type: missing in the CloudEvents envelope")?;
-    let envelope_id = text(&envelope, "id")?;
-    let correlation_id = text(&envelope, "correlationid")?;
-    let mut carried = Vec::new();
-    for name in CARRIED_HEADERS {
-        if let Some(v) = text(&envelope, name)? {
-            carried.push((name.to_owned(), v));
-        }
-    }
-    let body = match (envelope.remove("data"), envelope.get("data_base64")) {
-        (Some(Value::Object(data)), _) => data,
+fn structured_event(envelope: &Value) -> Result<Found, String> {
+    let ce: consumed::CloudEvent = typed(envelope).map_err(|e| format!("{e} (in the CloudEvents envelope)"))?;
+    let event_type = ce.event_type.ok_or("type: missing in the CloudEvents envelope")?;
+    let body = match (ce.data, ce.data_base64) {
+        (Some(Value::Object(data)), _) => Value::Object(data),
         (Some(Value::String(s)), _) => match serde_json::from_str(&s) {
-            Ok(Value::Object(data)) => data,
+            Ok(Value::Object(data)) => Value::Object(data),
             _ => return Err("data: must be a JSON object (or JSON text of one)".into()),
         },
         (Some(_), _) => return Err("data: must be a JSON object".into()),
-        (None, Some(Value::String(b64))) => {
+        (None, Some(b64)) => {
             use base64::Engine;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|e| format!("data_base64: not base64: {e}"))?;
             match serde_json::from_slice(&bytes) {
-                Ok(Value::Object(data)) => data,
+                Ok(Value::Object(data)) => Value::Object(data),
                 _ => return Err("data_base64: must hold a JSON object".into()),
             }
         }
-        (None, _) => return Err("data: missing in the CloudEvents envelope".into()),
+        (None, None) => return Err("data: missing in the CloudEvents envelope".into()),
     };
+    let carried = [("traceparent", ce.traceparent), ("tracestate", ce.tracestate)]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name.to_owned(), v)))
+        .collect();
     Ok(Found {
         event_type,
         body,
-        envelope_id,
-        correlation_id,
+        envelope_id: ce.id,
+        correlation_id: ce.correlationid,
         carried,
     })
 }
 
 fn command(event_type: &'static str, found: &Found, payload: &[u8]) -> Result<IncomingEvent, String> {
-    let body = &found.body;
-    let (order_id, numeric) = order_id(body)?;
-    let command = match event_type {
-        "OrderCreatedEvent" => OrderCommand::Reserve {
-            order_id,
-            lines: lines(body)?,
-        },
-        "OrderCancelledEvent" => OrderCommand::Release {
-            order_id,
-            reason: ReleaseReason::OrderCancelled,
-        },
-        "PaymentFailedEvent" => OrderCommand::Release {
-            order_id,
-            reason: ReleaseReason::PaymentFailed,
-        },
-        _ => OrderCommand::Commit { order_id },
+    let (envelope, command) = if event_type == "OrderCreatedEvent" {
+        let event: consumed::OrderCreated = typed(&found.body)?;
+        let (order_id, numeric) = order_id(event.order_id)?;
+        let lines = lines(event.items)?;
+        let envelope = (event.event_id, event.correlation_id, numeric);
+        (envelope, OrderCommand::Reserve { order_id, lines })
+    } else {
+        let event: consumed::OrderEvent = typed(&found.body)?;
+        let (order_id, numeric) = order_id(event.order_id)?;
+        let command = match event_type {
+            "OrderCancelledEvent" => OrderCommand::Release {
+                order_id,
+                reason: ReleaseReason::OrderCancelled,
+            },
+            "PaymentFailedEvent" => OrderCommand::Release {
+                order_id,
+                reason: ReleaseReason::PaymentFailed,
+            },
+            _ => OrderCommand::Commit { order_id },
+        };
+        ((event.event_id, event.correlation_id, numeric), command)
     };
-    let (event_id, raw_id) = event_id(found, event_type, payload)?;
+    let (event_id_sent, correlation_id, numeric) = envelope;
+    let (event_id, raw_id) = event_id(event_id_sent, found, event_type, payload)?;
     Ok(IncomingEvent {
         meta: EventMeta {
             event_id,
-            correlation_id: found.correlation_id.clone(),
+            correlation_id: correlation_id.or_else(|| found.correlation_id.clone()),
             echo: Echo {
                 event_id: raw_id,
                 numeric_order_id: numeric,
@@ -326,13 +352,13 @@ fn command(event_type: &'static str, found: &Found, payload: &[u8]) -> Result<In
 /// envelope's id; a UUID is its own key, any other string keys by a UUIDv5 of
 /// it. With no id at all, the key comes from the content, so a resent copy is
 /// still recognised.
-fn event_id(found: &Found, event_type: &str, payload: &[u8]) -> Result<(Uuid, Option<String>), String> {
-    let raw = match found.body.get("eventId") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => found.envelope_id.clone(),
-        Some(_) => return Err("eventId: must be a string".into()),
-    };
-    match raw {
+fn event_id(
+    sent: Option<String>,
+    found: &Found,
+    event_type: &str,
+    payload: &[u8],
+) -> Result<(Uuid, Option<String>), String> {
+    match sent.or_else(|| found.envelope_id.clone()) {
         Some(id) if id.trim().is_empty() => Err("eventId: must not be empty".into()),
         Some(id) if id.chars().count() > MAX_EVENT_ID_LEN => {
             Err(format!("eventId: longer than {MAX_EVENT_ID_LEN} characters"))
@@ -349,50 +375,32 @@ fn event_id(found: &Found, event_type: &str, payload: &[u8]) -> Result<(Uuid, Op
     }
 }
 
-/// An id as text, and whether it came as a JSON number.
-fn id_text(value: Option<&Value>, field: &str) -> Result<(String, bool), String> {
-    match value {
-        Some(Value::String(s)) => Ok((s.clone(), false)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok((n.to_string(), true)),
-        Some(Value::Number(_)) => Err(format!("{field}: must be a string or an integer")),
-        Some(_) => Err(format!("{field}: must be a string")),
-        None => Err(format!("{field}: missing")),
+/// The text of an id, and whether it came as a JSON number.
+fn id_text(id: inventory_contract::OrderId) -> (String, bool) {
+    match id {
+        inventory_contract::OrderId::Number(n) => (n.to_string(), true),
+        inventory_contract::OrderId::Text(s) => (s, false),
     }
 }
 
-fn order_id(body: &Map<String, Value>) -> Result<(OrderId, bool), String> {
-    let (raw, numeric) = id_text(body.get("orderId"), "orderId")?;
+fn order_id(id: inventory_contract::OrderId) -> Result<(OrderId, bool), String> {
+    let (raw, numeric) = id_text(id);
     OrderId::parse(raw)
         .map(|id| (id, numeric))
         .map_err(|e| format!("orderId: {e}"))
 }
 
-fn lines(body: &Map<String, Value>) -> Result<OrderLines, String> {
-    let items = match body.get("items") {
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err("items: must be an array".into()),
-        None => return Err("items: missing".into()),
-    };
+fn lines(items: Vec<consumed::OrderLine>) -> Result<OrderLines, String> {
     if items.len() > OrderLines::MAX {
         return Err(format!("items: at most {} lines, got {}", OrderLines::MAX, items.len()));
     }
     let lines = items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let Value::Object(item) = item else {
-                return Err(format!("items[{i}]: must be an object"));
-            };
-            let (product, _) = id_text(item.get("productId"), &format!("items[{i}].productId"))?;
-            let product_id = ProductId::parse(product).map_err(|e| format!("items[{i}].productId: {e}"))?;
-            let quantity = match item.get("quantity") {
-                Some(Value::Number(n)) => n
-                    .as_i64()
-                    .ok_or_else(|| format!("items[{i}].quantity: must be an integer"))
-                    .and_then(|q| Quantity::new(q).map_err(|e| format!("items[{i}].quantity: {e}")))?,
-                Some(_) => return Err(format!("items[{i}].quantity: must be an integer")),
-                None => return Err(format!("items[{i}].quantity: missing")),
-            };
+            let product_id =
+                ProductId::parse(id_text(item.product_id).0).map_err(|e| format!("items[{i}].productId: {e}"))?;
+            let quantity = Quantity::new(item.quantity).map_err(|e| format!("items[{i}].quantity: {e}"))?;
             Ok(OrderLine { product_id, quantity })
         })
         .collect::<Result<Vec<_>, String>>()?;

@@ -347,7 +347,7 @@ fn lag(
 /// Watches one consumer until `restart` or `shutdown`; cancels `restart`
 /// when the consumer must be recreated.
 pub(crate) async fn watch(
-    consumer: Arc<StreamConsumer<SagaContext>>,
+    consumer: std::sync::Weak<StreamConsumer<SagaContext>>,
     admin: BaseConsumer,
     health: Arc<ConsumerHealth>,
     config: WatchdogConfig,
@@ -356,13 +356,18 @@ pub(crate) async fn watch(
     restart: CancellationToken,
 ) {
     let admin = Arc::new(admin);
-    let timeout = Duration::from_secs(5);
+    // Each broker call of a look is bounded by this; a look makes at most a handful.
+    let timeout = Duration::from_secs(2);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(config.interval) => {}
             _ = restart.cancelled() => return,
         }
-        let (c, a, g, t) = (Arc::clone(&consumer), Arc::clone(&admin), group.clone(), topics.clone());
+        // A strong reference for the look only: the consumer's close must not wait on the watchdog.
+        let Some(c) = consumer.upgrade() else {
+            return;
+        };
+        let (a, g, t) = (Arc::clone(&admin), group.clone(), topics.clone());
         let Ok(look) = tokio::task::spawn_blocking(move || look(&c, &a, &g, &t, timeout)).await else {
             continue;
         };
