@@ -138,11 +138,19 @@ impl OwnKafka {
         self.signal("CONT");
     }
 
-    /// SIGKILL, and waits until it is gone.
+    /// SIGKILL, and waits (up to 30 s) until it is gone.
     pub fn kill(&self) {
         let pid = self.pid();
         self.signal("KILL");
-        while Path::new(&format!("/proc/{pid}")).exists() {
+        let started = std::time::Instant::now();
+        // Gone, or a zombie its parent has not reaped yet: either way it serves no more.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the broker (pid {pid}) did not die within 30 s of SIGKILL"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
