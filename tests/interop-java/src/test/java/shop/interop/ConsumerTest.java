@@ -1,93 +1,109 @@
 package shop.interop;
 
-import java.time.Duration;
 import java.time.Instant;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Properties;
+import java.util.UUID;
 
-import com.shop.inventory.InventoryEvents;
+import com.shop.inventory.InventoryEvents.InventoryReleasedEvent;
+import com.shop.inventory.InventoryEvents.InventoryReservedEvent;
+import com.shop.inventory.InventoryEvents.LineItem;
+import com.shop.inventory.InventoryEvents.ShortLine;
+import com.shop.inventory.InventoryEvents.StockReservationFailedEvent;
 import com.shop.order.event.Item;
 import com.shop.order.event.OrderCancelledEvent;
 import com.shop.order.event.OrderCreatedEvent;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
-import org.apache.kafka.clients.consumer.KafkaConsumer;
-import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.StringDeserializer;
 import org.junit.jupiter.api.Test;
 import org.springframework.kafka.support.serializer.JsonDeserializer;
 
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
-import static org.junit.jupiter.api.Assertions.fail;
 import static shop.interop.Interop.*;
 
-/** Consumers of `inventory-events`: a Spring one with the standard type mapping, and a read_committed one. */
+/** Services that consume the inventory topic: Spring's standard type mapping, transactional readers. */
 class ConsumerTest {
 
     @Test
-    @SuppressWarnings({"deprecation", "removal"})
-    void a_spring_consumer_maps_each_event_to_its_own_record_by_the_type_header() throws Exception {
-        String product = id("p");
-        stock(product, 2);
-        String reserved = id("o");
-        String failed = id("o");
-        SpringProducerTest.springSend(orderTopic(), reserved, new OrderCreatedEvent(reserved, List.of(new Item(product, 2))));
-        SpringProducerTest.springSend(orderTopic(), failed, new OrderCreatedEvent(failed, List.of(new Item(product, 1))));
-        SpringProducerTest.springSend(orderTopic(), reserved, new OrderCancelledEvent(reserved));
-
-        JsonDeserializer<Object> deserializer = new JsonDeserializer<>();
-        deserializer.configure(Map.of(
+    void a_spring_consumer_gets_each_event_as_its_own_record_by_the_standard_type_mapping() throws Exception {
+        String product = unique("p");
+        String taken = unique("o");
+        String refused = unique("o");
+        seed(product, 2);
+        // Only what a Spring Boot service would put under spring.kafka.consumer.properties: no default type.
+        Map<String, Object> spring = Map.of(
+            ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, JsonDeserializer.class,
             JsonDeserializer.TRUSTED_PACKAGES, "com.shop.inventory",
             JsonDeserializer.TYPE_MAPPINGS,
-            "InventoryReservedEvent:" + InventoryEvents.InventoryReservedEvent.class.getName()
-                + ",StockReservationFailedEvent:" + InventoryEvents.StockReservationFailedEvent.class.getName()
-                + ",InventoryReleasedEvent:" + InventoryEvents.InventoryReleasedEvent.class.getName()), false);
-        Properties p = new Properties();
-        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap());
-        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
-        List<Object> mine = new ArrayList<>();
-        try (KafkaConsumer<String, Object> consumer = new KafkaConsumer<>(p, new StringDeserializer(), deserializer)) {
-            List<TopicPartition> partitions = consumer.partitionsFor(inventoryTopic(), Duration.ofSeconds(30)).stream()
-                .map(i -> new TopicPartition(inventoryTopic(), i.partition())).toList();
-            consumer.assign(partitions);
-            consumer.seekToBeginning(partitions);
-            Instant deadline = Instant.now().plus(WAIT);
-            while (mine.size() < 3 && Instant.now().isBefore(deadline)) {
-                for (ConsumerRecord<String, Object> r : consumer.poll(Duration.ofMillis(200))) {
-                    if (reserved.equals(r.key()) || failed.equals(r.key())) {
-                        mine.add(r.value());
-                    }
-                }
-            }
+            "InventoryReservedEvent:" + InventoryReservedEvent.class.getName()
+                + ",StockReservationFailedEvent:" + StockReservationFailedEvent.class.getName()
+                + ",InventoryReleasedEvent:" + InventoryReleasedEvent.class.getName());
+        try (Reader<Object> events = new Reader<>(inventoryTopic(), spring)) {
+            // One at a time, so which order gets the last units does not depend on partition timing.
+            sendSpring(orderTopic(), taken, new OrderCreatedEvent(taken, List.of(new Item(product, 2))));
+            InventoryReservedEvent reserved = assertInstanceOf(InventoryReservedEvent.class,
+                events.next(taken, "the reservation of " + taken).value());
+            assertEquals(List.of(new LineItem(product, 2)), reserved.items());
+            assertEquals(taken, reserved.orderId());
+
+            sendSpring(orderTopic(), refused, new OrderCreatedEvent(refused, List.of(new Item(product, 1))));
+            StockReservationFailedEvent failed = assertInstanceOf(StockReservationFailedEvent.class,
+                events.next(refused, "the refusal of " + refused).value());
+            assertEquals("INSUFFICIENT_STOCK", failed.reason());
+            assertEquals(List.of(new ShortLine(product, 1, 0)), failed.items());
+
+            sendSpring(orderTopic(), taken, new OrderCancelledEvent(taken));
+            InventoryReleasedEvent released = assertInstanceOf(InventoryReleasedEvent.class,
+                events.next(taken, "the release of " + taken).value());
+            assertEquals("ORDER_CANCELLED", released.reason());
+            assertEquals(List.of(new LineItem(product, 2)), released.items());
         }
-        if (mine.size() < 3) {
-            fail("expected a reservation, a failure and a release, got " + mine);
-        }
-        assertInstanceOf(InventoryEvents.InventoryReservedEvent.class, mine.stream()
-            .filter(e -> e instanceof InventoryEvents.InventoryReservedEvent).findFirst().orElse(null));
-        InventoryEvents.StockReservationFailedEvent failure = (InventoryEvents.StockReservationFailedEvent) mine.stream()
-            .filter(e -> e instanceof InventoryEvents.StockReservationFailedEvent).findFirst()
-            .orElseGet(() -> fail("no failure read as its record: " + mine));
-        assertEquals("INSUFFICIENT_STOCK", failure.reason());
-        assertEquals(1, failure.items().get(0).requested());
-        assertEquals(0, failure.items().get(0).available());
-        InventoryEvents.InventoryReleasedEvent release = (InventoryEvents.InventoryReleasedEvent) mine.stream()
-            .filter(e -> e instanceof InventoryEvents.InventoryReleasedEvent).findFirst()
-            .orElseGet(() -> fail("no release read as its record: " + mine));
-        assertEquals("ORDER_CANCELLED", release.reason());
     }
 
     @Test
     void a_read_committed_consumer_sees_the_answers() throws Exception {
-        String product = id("p");
-        String order = id("o");
-        stock(product, 1);
-        try (Reader outcomes = new Reader(inventoryTopic(), Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
-            SpringProducerTest.springSend(orderTopic(), order, new OrderCreatedEvent(order, List.of(new Item(product, 1))));
-            assertEquals("InventoryReservedEvent", json(outcome(outcomes, order)).get("eventType").asText());
+        String product = unique("p");
+        String order = unique("o");
+        seed(product, 1);
+        try (Reader<byte[]> outcomes = read(inventoryTopic(), Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
+            sendSpring(orderTopic(), order, new OrderCreatedEvent(order, List.of(new Item(product, 1))));
+            Outcome reserved = outcome(outcomes, order);
+            assertEquals("InventoryReservedEvent", reserved.type(), reserved.json().toString());
+        }
+    }
+
+    @Test
+    void every_answer_carries_its_type_for_spring_and_the_cloudevents_headers() throws Exception {
+        String product = unique("p");
+        String taken = unique("o");
+        String refused = unique("o");
+        seed(product, 1);
+        try (Reader<byte[]> outcomes = read(inventoryTopic())) {
+            sendSpring(orderTopic(), taken, new OrderCreatedEvent(taken, List.of(new Item(product, 1))));
+            checkEnvelope(outcome(outcomes, taken), "InventoryReservedEvent");
+            sendSpring(orderTopic(), refused, new OrderCreatedEvent(refused, List.of(new Item(product, 1))));
+            checkEnvelope(outcome(outcomes, refused), "StockReservationFailedEvent");
+            sendSpring(orderTopic(), taken, new OrderCancelledEvent(taken));
+            checkEnvelope(outcome(outcomes, taken), "InventoryReleasedEvent");
+        }
+    }
+
+    /** `outcome()` has already checked `__TypeId__` against `eventType`; this is the rest of the envelope. */
+    private static void checkEnvelope(Outcome outcome, String type) {
+        ConsumerRecord<String, byte[]> record = outcome.record();
+        String body = outcome.json().toString();
+        assertEquals(type, outcome.type(), body);
+        assertEquals(type, outcome.header("__TypeId__"), body);
+        assertDoesNotThrow(() -> UUID.fromString(outcome.text("eventId")), "eventId is a UUID: " + body);
+        assertDoesNotThrow(() -> Instant.parse(outcome.text("occurredAt")), "occurredAt is an instant: " + body);
+        assertEquals("1.0", outcome.header("ce_specversion"), type);
+        assertEquals("application/json", outcome.header("content-type"), type);
+        for (String name : List.of("ce_id", "ce_type", "ce_source", "ce_time")) {
+            String value = header(record, name);
+            assertFalse(value == null || value.isBlank(), type + " has no " + name + " header");
         }
     }
 }

@@ -4,7 +4,7 @@ import java.time.Instant;
 import java.util.List;
 import java.util.UUID;
 
-/** The records a Spring consumer of `inventory-events` declares (as the README shows). */
+/** What a Spring consumer of the inventory topic declares (the README's records, nested in one holder). */
 public final class InventoryEvents {
     private InventoryEvents() {}
 

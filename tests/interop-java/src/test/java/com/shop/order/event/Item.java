@@ -1,3 +1,4 @@
 package com.shop.order.event;
 
+/** One order line, as the order service writes it. */
 public record Item(String productId, int quantity) {}

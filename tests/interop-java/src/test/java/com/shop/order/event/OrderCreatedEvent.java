@@ -2,5 +2,16 @@ package com.shop.order.event;
 
 import java.util.List;
 
-/** What a Spring order service sends: no eventId, no eventType; the type is in `__TypeId__`. */
-public record OrderCreatedEvent(String orderId, List<Item> items) {}
+import com.fasterxml.jackson.annotation.JsonInclude;
+
+/**
+ * The order service's event as a Spring service declares it. It names no type in its body: Spring's
+ * `JsonSerializer` puts this class's name in the `__TypeId__` header, and that is all the service gets.
+ * The ids are optional, as they are in the order services that send none.
+ */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public record OrderCreatedEvent(String orderId, List<Item> items, String eventId, String correlationId) {
+    public OrderCreatedEvent(String orderId, List<Item> items) {
+        this(orderId, items, null, null);
+    }
+}

@@ -2,7 +2,7 @@ package com.shop.order.event;
 
 import java.util.List;
 
-/** Events as nested classes: `__TypeId__` is `com.shop.order.event.OrderEvents$OrderCreatedEvent`. */
+/** Services that keep their events as nested classes send `__TypeId__: com.shop.order.event.OrderEvents$OrderCreatedEvent`. */
 public final class OrderEvents {
     private OrderEvents() {}
 
