@@ -59,6 +59,22 @@ impl TestDb {
         Self { url, schema, admin_url }
     }
 
+    /// Outbox rows not yet published.
+    pub async fn unpublished(&self) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let row: Count = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL"),
+            &mut self.conn().await,
+        )
+        .await
+        .expect("count the unpublished outbox rows");
+        row.n
+    }
+
     /// A connection in this schema.
     pub async fn conn(&self) -> AsyncPgConnection {
         admin(&self.url).await

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use diesel_async::RunQueryDsl;
 use inventory_domain::{Actor, ProductId, Quantity};
 use inventory_tests::app::{AppOptions, TestApp};
 use inventory_tests::db::TestDb;
@@ -13,29 +12,6 @@ use inventory_tests::kafka::{Reader, Topics, order_created, producer_on, send_js
 use inventory_tests::servers::OwnKafka;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-async fn unpublished(db: &TestDb) -> i64 {
-    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
-        .get_result(&mut db.conn().await)
-        .await
-        .unwrap();
-    row.n
-}
-
-async fn readiness(app: &TestApp) -> (u16, serde_json::Value) {
-    let reply = inventory_tests::http::client()
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    (reply.status().as_u16(), reply.json().await.unwrap())
-}
 
 /// `inventory_outbox_relay_failures_total` from /metrics.
 async fn relay_failures(app: &TestApp) -> f64 {
@@ -78,12 +54,12 @@ async fn a_hung_broker_delays_events_and_loses_none() {
     // The sweeper needs only the database: it releases the expired hold and commits the
     // event, which cannot leave while the broker hangs.
     let started = Instant::now();
-    while unpublished(&db).await == 0 {
+    while db.unpublished().await == 0 {
         assert!(started.elapsed() < WAIT, "the expiry was not committed within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(app.service.get_stock(&a).await.unwrap().unwrap().reserved(), 0);
-    let (status, body) = readiness(&app).await;
+    let (status, body) = app.readiness().await;
     assert_eq!(status, 503, "not ready while the broker hangs: {body}");
     assert_eq!(body["checks"]["kafka"], "DOWN");
     assert_eq!(body["checks"]["database"], "UP");
@@ -93,7 +69,7 @@ async fn a_hung_broker_delays_events_and_loses_none() {
         tokio::spawn(async move { send_json(&p, &topic, &order_created("o-2", &[("a", 3)])).await })
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(unpublished(&db).await >= 1, "the expiry is still in the outbox");
+    assert!(db.unpublished().await >= 1, "the expiry is still in the outbox");
     assert!(
         relay_failures(&app).await > 0.0,
         "the relay's sends timed out while the broker hung"
@@ -128,11 +104,11 @@ async fn a_hung_broker_delays_events_and_loses_none() {
         "o-1 was released once (redeliveries share its eventId)"
     );
     let started = Instant::now();
-    while unpublished(&db).await > 0 {
+    while db.unpublished().await > 0 {
         assert!(started.elapsed() < WAIT, "the outbox did not drain within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = readiness(&app).await;
+    let (status, body) = app.readiness().await;
     assert_eq!(status, 200, "ready again: {body}");
     app.stop().await;
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel_async::RunQueryDsl;
 use inventory_domain::{Actor, ProductId, Quantity};
 use inventory_tests::app::{AppOptions, TestApp, settings};
 use inventory_tests::db::TestDb;
@@ -137,20 +136,6 @@ async fn an_idle_consumer_stays_in_its_group_past_the_poll_interval() {
     app.stop().await;
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-async fn unpublished(db: &TestDb) -> i64 {
-    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
-        .get_result(&mut db.conn().await)
-        .await
-        .unwrap();
-    row.n
-}
-
 /// Statuses of GETs made while the database restarts.
 #[derive(Default)]
 struct Gets {
@@ -178,7 +163,7 @@ async fn database_restarts_cost_no_500_no_dead_letter_and_leave_nothing_unpublis
         let (gets, stop, url) = (Arc::clone(&gets), Arc::clone(&stop_gets), app.url("/api/inventory/a"));
         tokio::spawn(async move {
             let client = inventory_tests::http::client();
-            while !AtomicBool::load(&stop, Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 match client.get(&url).timeout(Duration::from_secs(10)).send().await {
                     Ok(r) => *gets.by_status.lock().unwrap().entry(r.status().as_u16()).or_default() += 1,
                     Err(_) => {
@@ -246,11 +231,7 @@ async fn database_restarts_cost_no_500_no_dead_letter_and_leave_nothing_unpublis
         by_status.get(&503).is_some_and(|n| *n > 0),
         "503 while down: {by_status:?}"
     );
-    assert_eq!(
-        AtomicU64::load(&gets.other_errors, Ordering::Relaxed),
-        0,
-        "every GET was answered"
-    );
+    assert_eq!(gets.other_errors.load(Ordering::Relaxed), 0, "every GET was answered");
     assert_eq!(
         app.service
             .get_stock(&ProductId::parse("a").unwrap())
@@ -265,7 +246,7 @@ async fn database_restarts_cost_no_500_no_dead_letter_and_leave_nothing_unpublis
     pg.stop("fast");
     pg.start_again();
     app.stop().await;
-    assert_eq!(unpublished(&db).await, 0, "nothing left in the outbox");
+    assert_eq!(db.unpublished().await, 0, "nothing left in the outbox");
     assert_eq!(
         record_count(
             &inventory_tests::stack().kafka_bootstrap,
