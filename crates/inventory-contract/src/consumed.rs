@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use crate::OrderId;
 
-/// `OrderCreatedEvent`: hold every line, or none. Its envelope fields repeat
-/// [`OrderEvent`]'s on purpose: through `#[serde(flatten)]` the decoder's
-/// errors would lose the name of the field at fault (`eventId: ...`).
+// The envelope fields repeat `OrderEvent`'s on purpose: through `#[serde(flatten)]`
+// the decoder's errors would lose the name of the field at fault (`eventId: ...`).
+/// `OrderCreatedEvent`: hold every line, or none.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreated {
