@@ -108,7 +108,8 @@ async fn a_hung_broker_delays_events_and_loses_none() {
         assert!(started.elapsed() < WAIT, "the outbox did not drain within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = app.readiness().await;
-    assert_eq!(status, 200, "ready again: {body}");
+    // Ready again by itself; the consumer may still be rejoining its group right after the pause
+    // (readiness then truthfully says "joining the consumer group").
+    app.wait_ready(WAIT).await;
     app.stop().await;
 }
