@@ -80,7 +80,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
         ops_addr: None,
         http_workers: 2,
         database: DatabaseSettings {
-            database_url: db.url.clone(),
+            database_url: db.url.clone().into(),
             db_pool_max_size: options.pool_max,
             db_pool_min_idle: 1,
             db_pool_acquire_timeout_ms: 5000,
@@ -105,7 +105,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             event_type_aliases: inventory_kafka::DecodeOptions::default(),
         },
         jwt: JwtSettings {
-            jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned()),
+            jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned().into()),
             jwt_public_key_file: options.jwt_public_key_file.clone(),
             jwt_issuer: options.jwt_issuer.clone(),
             jwt_audience: options.jwt_audience.clone(),

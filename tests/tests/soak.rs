@@ -115,7 +115,7 @@ async fn soak() {
     let mut rng = fastrand::Rng::with_seed(seed);
     // With RUST_LOG set, the services' log (a watchdog restart says why) on stderr.
     if std::env::var_os("RUST_LOG").is_some() {
-        inventory_app::telemetry::init_logging(inventory_app::settings::LogFormat::Pretty);
+        let _ = inventory_app::telemetry::init(inventory_app::settings::LogFormat::Pretty);
     }
 
     let kafka = Arc::new(

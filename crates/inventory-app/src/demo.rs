@@ -18,10 +18,7 @@ pub async fn run(database: DatabaseSettings, kafka: KafkaSettings) -> Result<(),
         .config()
         .ok_or("KAFKA_BOOTSTRAP_SERVERS is required (see .local/stack.env)")?;
     let pool_config = database.pool();
-    let repo = PgRepository::new(
-        inventory_postgres::pool(&database.database_url, &pool_config),
-        &pool_config,
-    );
+    let repo = PgRepository::new(inventory_postgres::pool(database.url(), &pool_config), &pool_config);
     let service = InventoryService::new(Arc::new(repo), Arc::new(SystemClock), ServiceConfig::default());
     let product = ProductId::parse("demo-widget")?;
     let stock = service

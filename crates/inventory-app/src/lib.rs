@@ -1,7 +1,9 @@
 //! The inventory service: wires the domain to PostgreSQL, HTTP and Kafka,
 //! runs the background work, and stops it all in order.
 
+pub mod cli;
 pub mod settings;
+pub mod tasks;
 pub mod telemetry;
 pub mod token;
 
@@ -15,10 +17,10 @@ use inventory_domain::{Clock, InventoryService, OutboxStore, ServiceConfig};
 use inventory_http::{ApiState, Readiness};
 use inventory_kafka::{ConsumerHealth, KafkaPublisher};
 use inventory_postgres::PgRepository;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use settings::Settings;
+use tasks::{Stage, TaskResult, Tasks};
 
 /// A boxed error with a readable message.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -65,10 +67,9 @@ pub struct Application {
     shutdown: CancellationToken,
     /// Stops what writes to the database (consumer, sweeper, purge, gauges).
     stop_writers: CancellationToken,
-    writers: Vec<(&'static str, JoinHandle<()>)>,
     /// Stops the relay, after the writers, so its last drain sees their last commit.
     stop_relay: CancellationToken,
-    relay: Option<JoinHandle<()>>,
+    tasks: Tasks,
     publisher: Option<KafkaPublisher>,
     saga: Option<Arc<ConsumerHealth>>,
     service: Service,
@@ -77,17 +78,16 @@ pub struct Application {
 impl Application {
     /// Connects, binds and starts nothing yet but the HTTP listener.
     pub async fn build(settings: Settings) -> Result<Self, BoxError> {
+        settings.validate()?;
+        let database_url = settings.database.url();
         if settings.migrate_on_start {
-            let applied = inventory_postgres::run_migrations(&settings.database.database_url).await?;
+            let applied = inventory_postgres::run_migrations(database_url).await?;
             tracing::info!(?applied, "migrations applied");
         }
         let pool_config = settings.database.pool();
-        let repo = PgRepository::new(
-            inventory_postgres::pool(&settings.database.database_url, &pool_config),
-            &pool_config,
-        );
+        let repo = PgRepository::new(inventory_postgres::pool(database_url, &pool_config), &pool_config);
         let config = ServiceConfig {
-            max_attempts: settings.max_conflict_retries.max(1),
+            max_attempts: settings.max_conflict_retries,
             hold_ttl: Duration::from_secs(settings.hold_ttl_secs),
             ..ServiceConfig::default()
         };
@@ -95,8 +95,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let stop_writers = CancellationToken::new();
         let stop_relay = CancellationToken::new();
-        let mut tasks = Vec::new();
-        let mut relay = None;
+        let mut tasks = Tasks::default();
 
         let mut saga = None;
         let publisher = match settings.kafka.config() {
@@ -104,24 +103,35 @@ impl Application {
                 inventory_kafka::ensure_topics(&kafka).await?;
                 let publisher = KafkaPublisher::new(&kafka)?;
                 let health = ConsumerHealth::new();
-                tasks.push((
+                tasks.spawn(
                     "saga consumer",
-                    tokio::spawn(inventory_kafka::run_saga(
-                        kafka.clone(),
-                        service.clone(),
-                        publisher.producer().clone(),
-                        Arc::clone(&health),
+                    Stage::Writing,
+                    until_stopped(
+                        inventory_kafka::run_saga(
+                            kafka.clone(),
+                            service.clone(),
+                            publisher.producer().clone(),
+                            Arc::clone(&health),
+                            stop_writers.clone(),
+                        ),
                         stop_writers.clone(),
-                    )),
-                ));
+                    ),
+                );
                 saga = Some(health);
-                relay = Some(tokio::spawn(inventory_kafka::run_relay(
-                    Arc::new(repo.clone()),
-                    Arc::new(publisher.clone()),
-                    repo.outbox_notifier(),
-                    Duration::from_millis(250),
-                    stop_relay.clone(),
-                )));
+                tasks.spawn(
+                    "outbox relay",
+                    Stage::Relaying,
+                    until_stopped(
+                        inventory_kafka::run_relay(
+                            Arc::new(repo.clone()),
+                            Arc::new(publisher.clone()),
+                            repo.outbox_notifier(),
+                            Duration::from_millis(250),
+                            stop_relay.clone(),
+                        ),
+                        stop_relay.clone(),
+                    ),
+                );
                 tracing::info!(bootstrap = %kafka.bootstrap_servers, "saga enabled");
                 Some(publisher)
             }
@@ -130,29 +140,44 @@ impl Application {
                 None
             }
         };
-        tasks.push((
+        tasks.spawn(
             "expiry sweeper",
-            tokio::spawn(sweep_expired(
-                service.clone(),
-                settings.expiry_sweep_interval_ms,
+            Stage::Writing,
+            until_stopped(
+                sweep_expired(service.clone(), settings.expiry_sweep_interval_ms, stop_writers.clone()),
                 stop_writers.clone(),
-            )),
-        ));
-        tasks.push((
+            ),
+        );
+        tasks.spawn(
             "retention purge",
-            tokio::spawn(purge(
-                repo.clone(),
-                Retention {
-                    hours: settings.retention_hours,
-                    reservation_days: settings.reservation_retention_days,
-                },
+            Stage::Writing,
+            until_stopped(
+                purge(
+                    repo.clone(),
+                    Retention {
+                        hours: settings.retention_hours,
+                        reservation_days: settings.reservation_retention_days,
+                    },
+                    stop_writers.clone(),
+                ),
                 stop_writers.clone(),
-            )),
-        ));
-        tasks.push((
+            ),
+        );
+        let readiness = Arc::new(KafkaReadiness(publisher.clone().zip(saga.clone())));
+        tasks.spawn(
             "gauges",
-            tokio::spawn(gauges(repo.clone(), service.clone(), stop_writers.clone())),
-        ));
+            Stage::Writing,
+            until_stopped(
+                gauges(
+                    repo.clone(),
+                    service.clone(),
+                    Arc::clone(&readiness),
+                    pool_config.max_size,
+                    stop_writers.clone(),
+                ),
+                stop_writers.clone(),
+            ),
+        );
 
         let listener = TcpListener::bind(settings.http_addr)?;
         let http_addr = listener.local_addr()?;
@@ -160,7 +185,7 @@ impl Application {
         let state = ApiState {
             service: service.clone(),
             auth: settings.jwt.auth()?,
-            readiness: Arc::new(KafkaReadiness(publisher.clone().zip(saga.clone()))),
+            readiness,
             metrics: Arc::new(move || handle.render()),
         };
         let workers = if settings.http_workers == 0 {
@@ -181,9 +206,8 @@ impl Application {
             server,
             shutdown,
             stop_writers,
-            writers: tasks,
             stop_relay,
-            relay,
+            tasks,
             publisher,
             saga,
             service,
@@ -218,11 +242,15 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then stops HTTP, lets the
     /// consumer finish its batch and commit offsets, drains the outbox and
-    /// flushes the producer, each within a time limit.
-    pub async fn run(self) -> Result<(), BoxError> {
+    /// flushes the producer, each within a time limit. A background task that
+    /// ends before that stops the service the same way, and is returned as the error.
+    pub async fn run(mut self) -> Result<(), BoxError> {
         let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        self.shutdown.cancelled().await;
+        let server = self.server;
+        self.tasks.spawn("HTTP server", Stage::Serving, async move {
+            server.await.map_err(|e| format!("HTTP server failed: {e}"))
+        });
+        let outcome = self.tasks.supervise(&self.shutdown).await;
         tracing::info!("shutting down");
         if tokio::time::timeout(Duration::from_secs(15), handle.stop(true))
             .await
@@ -230,19 +258,19 @@ impl Application {
         {
             tracing::warn!("HTTP did not stop within 15 s");
         }
-        let _ = server.await;
+        self.tasks.stopped(Stage::Serving, Duration::from_secs(1)).await;
         // The consumer finishes its batch and commits offsets; then nothing writes any more.
         self.stop_writers.cancel();
-        for (name, task) in self.writers {
-            match tokio::time::timeout(Duration::from_secs(20), task).await {
-                Ok(_) => tracing::debug!(task = name, "stopped"),
-                Err(_) => tracing::warn!(task = name, "did not stop within 20 s"),
-            }
+        for name in self.tasks.stopped(Stage::Writing, Duration::from_secs(20)).await {
+            tracing::warn!(task = name, "did not stop within 20 s");
         }
         // Only now does the relay drain for the last time: it sees every commit.
         self.stop_relay.cancel();
-        if let Some(relay) = self.relay
-            && tokio::time::timeout(Duration::from_secs(20), relay).await.is_err()
+        if !self
+            .tasks
+            .stopped(Stage::Relaying, Duration::from_secs(20))
+            .await
+            .is_empty()
         {
             tracing::warn!("the outbox relay did not stop within 20 s");
         }
@@ -252,7 +280,17 @@ impl Application {
             tracing::warn!(error = %e, "producer flush incomplete");
         }
         tracing::info!("stopped");
+        outcome.map_err(BoxError::from)
+    }
+}
+
+/// A background loop that is meant to run until `stop`: returning before it is a failure.
+async fn until_stopped(task: impl std::future::Future<Output = ()>, stop: CancellationToken) -> TaskResult {
+    task.await;
+    if stop.is_cancelled() {
         Ok(())
+    } else {
+        Err("it returned before it was asked to stop".to_owned())
     }
 }
 
@@ -313,8 +351,18 @@ async fn purge(repo: PgRepository, retention: Retention, shutdown: CancellationT
     }
 }
 
-async fn gauges(repo: PgRepository, service: Service, shutdown: CancellationToken) {
+async fn gauges(
+    repo: PgRepository,
+    service: Service,
+    kafka: Arc<KafkaReadiness>,
+    pool_max: u32,
+    shutdown: CancellationToken,
+) {
+    let process = metrics_process::Collector::default();
+    process.describe();
+    metrics::gauge!("db_pool_max_connections").set(f64::from(pool_max));
     loop {
+        process.collect();
         let state = repo.pool().state();
         metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
         metrics::gauge!("db_pool_idle_connections").set(f64::from(state.idle_connections));
@@ -325,6 +373,12 @@ async fn gauges(repo: PgRepository, service: Service, shutdown: CancellationToke
         if let Ok(backlog) = repo.backlog().await {
             metrics::gauge!("inventory_outbox_backlog").set(backlog.pending as f64);
             metrics::gauge!("inventory_outbox_relay_lag_seconds").set(backlog.oldest_age_ms as f64 / 1000.0);
+        }
+        // The readiness verdict as a series, so an alert sees what the probes see.
+        use inventory_domain::InventoryRepository as _;
+        let database = repo.ping().await.map_err(|e| e.to_string());
+        for (check, result) in std::iter::once(("database", database)).chain(kafka.check().await) {
+            metrics::gauge!("inventory_ready", "check" => check).set(if result.is_ok() { 1.0 } else { 0.0 });
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

@@ -1,50 +1,12 @@
-//! `inventory-app`: serve (default), migrate, token, demo.
+//! `inventory-app`: serve (default), migrate, and the development tools token and demo.
 
 mod demo;
 
-use clap::{Parser, Subcommand};
-use inventory_app::settings::{DatabaseSettings, KafkaSettings, LogFormat, Settings};
+use clap::Parser;
+use inventory_app::cli::{Cli, Command, with_default_command};
+use inventory_app::settings::Settings;
 use inventory_app::{Application, BoxError, telemetry};
-
-#[derive(Parser)]
-#[command(name = "inventory-app", version, about = "The inventory service of the shop")]
-struct Cli {
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty", global = true)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the REST API and run the saga (the default).
-    Serve(Box<Settings>),
-    /// Apply pending database migrations and exit.
-    Migrate(DatabaseSettings),
-    /// Print a development bearer token signed with JWT_SECRET.
-    Token {
-        /// HS256 secret.
-        #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-        jwt_secret: String,
-        /// Subject (`sub`), recorded as the actor of changes.
-        #[arg(long, default_value = "dev-admin")]
-        sub: String,
-        /// Roles, e.g. ADMIN or SYSTEM (repeatable).
-        #[arg(long = "role", default_value = "ADMIN")]
-        roles: Vec<String>,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
-        ttl: i64,
-    },
-    /// Stock a demo product, publish sample orders and print the outcome events.
-    Demo {
-        #[command(flatten)]
-        database: DatabaseSettings,
-        #[command(flatten)]
-        kafka: KafkaSettings,
-    },
-}
+use secrecy::ExposeSecret;
 
 #[tokio::main]
 async fn main() {
@@ -55,48 +17,36 @@ async fn main() {
 }
 
 async fn run() -> Result<(), BoxError> {
-    // `inventory-app` alone means `inventory-app serve`.
-    let mut args: Vec<String> = std::env::args().collect();
-    let known = [
-        "serve",
-        "migrate",
-        "token",
-        "demo",
-        "help",
-        "-h",
-        "--help",
-        "-V",
-        "--version",
-    ];
-    if args.get(1).is_none_or(|a| !known.contains(&a.as_str())) {
-        args.insert(1, "serve".into());
-    }
-    let cli = Cli::parse_from(args);
-    telemetry::init_logging(cli.log_format);
-    match cli.command {
+    let cli = Cli::parse_from(with_default_command(std::env::args().collect()));
+    let telemetry = telemetry::init(cli.log_format)?;
+    let outcome = match cli.command {
         Some(Command::Serve(settings)) => serve(*settings).await,
-        Some(Command::Migrate(db)) => {
-            let applied = inventory_postgres::run_migrations(&db.database_url).await?;
-            if applied.is_empty() {
-                println!("database is up to date");
-            }
-            for version in applied {
-                println!("applied {version}");
-            }
-            Ok(())
-        }
+        Some(Command::Migrate(db)) => migrate(&db).await,
         Some(Command::Token {
             jwt_secret,
             sub,
             roles,
             ttl,
-        }) => {
-            println!("{}", inventory_app::token::mint(&jwt_secret, &sub, &roles, ttl)?);
-            Ok(())
-        }
+        }) => inventory_app::token::mint(jwt_secret.expose_secret(), &sub, &roles, ttl)
+            .map(|token| println!("{token}"))
+            .map_err(BoxError::from),
         Some(Command::Demo { database, kafka }) => demo::run(database, kafka).await,
         None => unreachable!("serve is inserted when no subcommand is given"),
+    };
+    telemetry.shutdown();
+    outcome
+}
+
+async fn migrate(db: &inventory_app::settings::DatabaseSettings) -> Result<(), BoxError> {
+    db.validate()?;
+    let applied = inventory_postgres::run_migrations(db.url()).await?;
+    if applied.is_empty() {
+        println!("database is up to date");
     }
+    for version in applied {
+        println!("applied {version}");
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), BoxError> {

@@ -1,22 +1,127 @@
-//! Logs and the metrics recorder.
+//! Logs, traces and the metrics recorder.
+//!
+//! Tracing is off unless `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+//! set; then spans go by OTLP over HTTP/protobuf, and the standard `OTEL_*` variables
+//! (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
+//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_SDK_DISABLED`) are read by the
+//! OpenTelemetry SDK itself.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::dispatcher::WeakDispatch;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 
+use crate::BoxError;
 use crate::settings::LogFormat;
 
-/// Installs the log subscriber: `RUST_LOG` filter (default info), pretty or JSON lines.
-pub fn init_logging(format: LogFormat) {
+/// The service's name in traces unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
+pub const SERVICE_NAME: &str = "inventory-service";
+
+/// What must be flushed before the process exits.
+#[must_use = "call shutdown() before exiting, or buffered spans are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn tracing_enabled(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports the spans still buffered.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("trace export at shutdown failed: {e}");
+        }
+    }
+}
+
+/// Whether the environment asks for traces.
+fn otlp_configured() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.eq_ignore_ascii_case("none"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+fn tracer_provider() -> Result<SdkTracerProvider, BoxError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    let named = std::env::var("OTEL_SERVICE_NAME").is_ok()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
+    if !named {
+        resource = resource.with_service_name(SERVICE_NAME);
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build())
+}
+
+/// The installed subscriber, for reading a span's trace and span ids while writing a log line.
+static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
+
+/// The W3C ids of a span, when it is traced.
+fn otel_ids<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>) -> Option<(String, String)>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let dispatch = DISPATCH.get()?.upgrade()?;
+    let context = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid()
+        .then(|| (ids.trace_id().to_string(), ids.span_id().to_string()))
+}
+
+/// Installs logs (`RUST_LOG` filter, default info; pretty or JSON lines on stderr) and, when
+/// configured, the trace exporter. JSON lines carry `trace_id` and `span_id` when tracing is on.
+pub fn init(format: LogFormat) -> Result<Telemetry, BoxError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+    let provider = if otlp_configured() {
+        Some(tracer_provider()?)
+    } else {
+        None
     };
+    let otel = provider.as_ref().map(|p| {
+        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+        tracing_opentelemetry::layer().with_tracer(p.tracer(SERVICE_NAME))
+    });
+    let (json, pretty) = match format {
+        LogFormat::Json => {
+            let mut json = json_subscriber::JsonLayer::stderr();
+            json.with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime)
+                .with_level("level")
+                .with_target("target")
+                .with_current_span("span")
+                .with_flattened_event();
+            json.add_from_span("trace_id", |span| otel_ids(span).map(|(trace, _)| trace));
+            json.add_from_span("span_id", |span| otel_ids(span).map(|(_, span)| span));
+            (Some(json), None)
+        }
+        LogFormat::Pretty => (
+            None,
+            Some(tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr)),
+        ),
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(json)
+        .with(pretty);
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let _ = DISPATCH.set(dispatch.downgrade());
+    // A second init (tests build several apps in one process) keeps the first subscriber.
+    let _ = tracing::dispatcher::set_global_default(dispatch);
+    Ok(Telemetry { provider })
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -25,7 +130,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let buckets = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ];
             let builder = PrometheusBuilder::new()
                 .set_buckets(&buckets)

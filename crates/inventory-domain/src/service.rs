@@ -29,13 +29,20 @@ pub struct ServiceConfig {
     pub hold_ttl: Duration,
 }
 
+impl ServiceConfig {
+    /// Default [`ServiceConfig::max_attempts`].
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+    /// Default [`ServiceConfig::hold_ttl`], in seconds.
+    pub const DEFAULT_HOLD_TTL_SECS: u64 = 30 * 60;
+}
+
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 10,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             base_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(200),
-            hold_ttl: Duration::from_secs(30 * 60),
+            hold_ttl: Duration::from_secs(Self::DEFAULT_HOLD_TTL_SECS),
         }
     }
 }

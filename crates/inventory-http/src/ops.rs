@@ -10,8 +10,11 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
 use inventory_domain::{Clock, InventoryRepository};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt;
 use serde_json::json;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::ApiState;
 use crate::problem::ApiError;
@@ -45,19 +48,62 @@ pub(crate) async fn observe(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
-    let span = tracing::info_span!("http", request_id = %request_id, %method, %route);
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        request_id = %request_id,
+        %method,
+        %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    // A caller's W3C trace context makes this request part of its trace.
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&RequestHeaders(request.headers())));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
     let started = Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
+    span.record("http.response.status_code", status);
     span.in_scope(|| tracing::debug!(status, elapsed_ms = elapsed * 1000.0, "request done"));
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    // ...and the answer names the span that served it.
+    let context = span.context();
+    if context.span().span_context().is_valid() {
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&context, &mut ResponseHeaders(response.headers_mut()));
+        });
     }
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
     Ok(response)
+}
+
+struct RequestHeaders<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl Extractor for RequestHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct ResponseHeaders<'a>(&'a mut actix_web::http::header::HeaderMap);
+
+impl Injector for ResponseHeaders<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
+            self.0.insert(name, value);
+        }
+    }
 }
 
 /// Where the operations listener is bound, when there is one.

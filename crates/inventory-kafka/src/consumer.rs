@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use inventory_domain::{
     Clock, ErrorChain, IncomingEvent, InventoryRepository, InventoryService, Outcome, ServiceError,
 };
+use opentelemetry::trace::TraceContextExt;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -21,9 +22,12 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::KafkaConfig;
 use crate::decode::{Decoded, RawRecord, decode_with};
+use crate::trace;
 use crate::watchdog::{ConsumerHealth, SagaContext, watch};
 
 /// Attempts at a batch that fails for a non-transient reason before its
@@ -257,27 +261,60 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
     /// Handles a batch; false when shutdown interrupted it (offsets not stored).
     async fn process(&self, batch: &[Record], shutdown: &CancellationToken) -> bool {
         metrics::histogram!("inventory_consumer_batch_size").record(batch.len() as f64);
-        // The decoded commands, and for each its type and its record's place in the batch.
+        let started = Instant::now();
+        let batch_span = tracing::info_span!(
+            "consume batch",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.batch.message_count = batch.len(),
+        );
+        let done = self
+            .process_in(batch, &batch_span, shutdown)
+            .instrument(batch_span.clone())
+            .await;
+        if done {
+            metrics::histogram!("inventory_batch_duration_seconds").record(started.elapsed().as_secs_f64());
+        }
+        done
+    }
+
+    async fn process_in(&self, batch: &[Record], batch_span: &tracing::Span, shutdown: &CancellationToken) -> bool {
+        // The decoded commands, and for each its type, its record's place in the batch and its span.
         let mut commands: Vec<IncomingEvent> = Vec::new();
-        let mut origins: Vec<(&'static str, usize)> = Vec::new();
+        let mut origins: Vec<Origin> = Vec::new();
         for (index, record) in batch.iter().enumerate() {
             let raw = RawRecord {
                 payload: record.message.payload(),
                 headers: &record.headers,
             };
             match decode_with(raw, &self.config.decode) {
-                Decoded::Event { event, event_type } => {
+                Decoded::Event { mut event, event_type } => {
+                    let span = event_span(batch_span, &mut event, event_type, record);
                     commands.push(event);
-                    origins.push((event_type, index));
+                    origins.push(Origin {
+                        event_type,
+                        index,
+                        span,
+                    });
                 }
                 Decoded::Skip { event_type } => self.unknown_type(&event_type, record.message.topic()),
-                Decoded::Invalid { event, error } => {
+                Decoded::Invalid { mut event, error } => {
+                    let span = event_span(batch_span, &mut event, "OrderCreatedEvent", record);
+                    span.record("outcome", "dead-lettered and rejected");
                     // Dead-lettered for the evidence, and answered so the order does not wait for ever.
-                    if !self.dead_letter(record, &error, shutdown).await {
+                    if !self
+                        .dead_letter(record, &error, shutdown)
+                        .instrument(span.clone())
+                        .await
+                    {
                         return false;
                     }
                     commands.push(event);
-                    origins.push(("OrderCreatedEvent", index));
+                    origins.push(Origin {
+                        event_type: "OrderCreatedEvent",
+                        index,
+                        span,
+                    });
                 }
                 Decoded::Poison { error } => {
                     if !self.dead_letter(record, &error, shutdown).await {
@@ -302,14 +339,14 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
     async fn handle(
         &self,
         commands: &[IncomingEvent],
-        origins: &[(&'static str, usize)],
+        origins: &[Origin],
         batch: &[Record],
         shutdown: &CancellationToken,
     ) -> bool {
         match self.handle_with_retries(commands, shutdown).await {
             Attempted::Done(outcomes) => {
-                for ((event_type, _), outcome) in origins.iter().zip(&outcomes) {
-                    count(event_type, *outcome);
+                for (origin, outcome) in origins.iter().zip(&outcomes) {
+                    answered(origin, *outcome, &batch[origin.index]);
                 }
                 true
             }
@@ -325,17 +362,22 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
     async fn isolate(
         &self,
         commands: &[IncomingEvent],
-        origins: &[(&'static str, usize)],
+        origins: &[Origin],
         batch: &[Record],
         shutdown: &CancellationToken,
     ) -> bool {
-        for (event, (event_type, index)) in commands.iter().zip(origins) {
+        for (event, origin) in commands.iter().zip(origins) {
             match self.handle_with_retries(std::slice::from_ref(event), shutdown).await {
-                Attempted::Done(outcomes) => count(event_type, outcomes[0]),
+                Attempted::Done(outcomes) => answered(origin, outcomes[0], &batch[origin.index]),
                 Attempted::Stopped => return false,
                 Attempted::Failed(e) => {
                     let error = format!("processing failed: {}", ErrorChain(&e));
-                    if !self.dead_letter(&batch[*index], &error, shutdown).await {
+                    origin.span.record("outcome", "dead-lettered");
+                    if !self
+                        .dead_letter(&batch[origin.index], &error, shutdown)
+                        .instrument(origin.span.clone())
+                        .await
+                    {
                         return false;
                     }
                 }
@@ -495,8 +537,54 @@ fn dead_letter_headers(record: &Record, error: &str, drop_payload: bool, group: 
 /// stable name of the service's own.
 const DLT_EXCEPTION_FQCN: &str = "inventory.service.UnreadableRecord";
 
-fn count(event_type: &'static str, outcome: Outcome) {
-    metrics::counter!("inventory_events_total", "type" => event_type, "outcome" => outcome.as_str()).increment(1);
+/// Where a decoded command came from.
+struct Origin {
+    event_type: &'static str,
+    /// Its record's place in the batch.
+    index: usize,
+    /// Its span, from decoding to its outcome's commit.
+    span: tracing::Span,
+}
+
+/// A span for one consumed event, child of the record's trace context when it carries one (else of
+/// its batch); the event's answers will carry this span's context.
+fn event_span(
+    batch_span: &tracing::Span,
+    event: &mut IncomingEvent,
+    event_type: &'static str,
+    record: &Record,
+) -> tracing::Span {
+    let m = &record.message;
+    let span = tracing::info_span!(
+        parent: batch_span,
+        "handle event",
+        otel.name = %format_args!("handle {event_type}"),
+        otel.kind = "consumer",
+        messaging.destination.name = m.topic(),
+        messaging.kafka.partition = m.partition(),
+        messaging.kafka.offset = m.offset(),
+        event.r#type = event_type,
+        event.id = %event.meta.event_id,
+        order.id = %event.command.order_id(),
+        correlation.id = event.meta.correlation_id.as_deref().unwrap_or(""),
+        outcome = tracing::field::Empty,
+    );
+    trace::continue_from(&span, &event.meta.echo.headers);
+    trace::carry(&span, &mut event.meta.echo.headers);
+    // The batch's transaction serves many traces: its span links to each event's.
+    batch_span.add_link(span.context().span().span_context().clone());
+    span
+}
+
+/// Counts an event's outcome, records it on its span and times it from its record's timestamp.
+fn answered(origin: &Origin, outcome: Outcome, record: &Record) {
+    metrics::counter!("inventory_events_total", "type" => origin.event_type, "outcome" => outcome.as_str())
+        .increment(1);
+    origin.span.record("outcome", outcome.as_str());
+    if let Some(created) = record.message.timestamp().to_millis() {
+        let age = (chrono::Utc::now().timestamp_millis() - created).max(0) as f64 / 1000.0;
+        metrics::histogram!("inventory_event_duration_seconds", "type" => origin.event_type).record(age);
+    }
 }
 
 /// Backs off before a retry; false when shutdown came first.

@@ -7,6 +7,7 @@ mod consumer;
 pub mod decode;
 mod publisher;
 mod relay;
+pub mod trace;
 pub mod watchdog;
 
 pub use admin::{broker_reachable, ensure_topics};

@@ -11,6 +11,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::config::KafkaConfig;
+use crate::trace;
+use tracing::Instrument;
 
 /// Publishes outbox events to the inventory topic with CloudEvents headers.
 #[derive(Clone)]
@@ -93,8 +95,23 @@ impl EventPublisher for KafkaPublisher {
     async fn publish(&self, events: &[PendingEvent]) -> Result<(), PublishError> {
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {
+            // The span of this send: child of the span that wrote the outbox row (its headers carry
+            // that context), and the parent the published record names in its `traceparent`.
+            let span = tracing::info_span!(
+                "publish event",
+                otel.name = %format_args!("publish {}", event.event_type),
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination.name = %self.topic,
+                event.r#type = %event.event_type,
+                event.id = %event.event_id,
+                order.id = %event.key,
+            );
+            let mut carried = event.headers.clone();
+            trace::continue_from(&span, &carried);
+            trace::carry(&span, &mut carried);
             let mut headers = cloud_event_headers(event, &self.source);
-            for (key, value) in &event.headers {
+            for (key, value) in &carried {
                 headers = headers.insert(Header {
                     key,
                     value: Some(value.as_str()),
@@ -108,10 +125,11 @@ impl EventPublisher for KafkaPublisher {
                 .producer
                 .send_result(record)
                 .map_err(|(e, _)| PublishError(format!("cannot queue event {}: {e}", event.event_id)))?;
-            deliveries.push(delivery);
+            deliveries.push((delivery, span));
         }
-        for (delivery, event) in deliveries.into_iter().zip(events) {
-            match delivery.await {
+        for ((delivery, span), event) in deliveries.into_iter().zip(events) {
+            let delivered = delivery.instrument(span).await;
+            match delivered {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => return Err(PublishError(format!("event {} not delivered: {e}", event.event_id))),
                 Err(_) => return Err(PublishError(format!("event {} delivery cancelled", event.event_id))),

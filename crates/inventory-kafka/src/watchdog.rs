@@ -32,12 +32,24 @@ pub struct WatchdogConfig {
     pub interval: Duration,
 }
 
+impl WatchdogConfig {
+    /// Default [`WatchdogConfig::bound`], in milliseconds.
+    pub const DEFAULT_BOUND_MS: u64 = 30_000;
+    /// The shortest bound accepted: below it a consumer still joining its group would be recreated.
+    pub const MIN_BOUND_MS: u64 = 1_000;
+
+    /// A watchdog with `bound`, looking about five times per bound (every 0.5 to 2 s).
+    pub fn with_bound(bound: Duration) -> Self {
+        Self {
+            bound,
+            interval: (bound / 5).clamp(Duration::from_millis(500), Duration::from_secs(2)),
+        }
+    }
+}
+
 impl Default for WatchdogConfig {
     fn default() -> Self {
-        Self {
-            bound: Duration::from_secs(30),
-            interval: Duration::from_secs(2),
-        }
+        Self::with_bound(Duration::from_millis(Self::DEFAULT_BOUND_MS))
     }
 }
 

@@ -24,12 +24,21 @@ pub struct PoolConfig {
     pub acquire_timeout: Duration,
 }
 
+impl PoolConfig {
+    /// Default for [`PoolConfig::max_size`].
+    pub const DEFAULT_MAX_SIZE: u32 = 16;
+    /// Default for [`PoolConfig::min_idle`].
+    pub const DEFAULT_MIN_IDLE: u32 = 2;
+    /// Default for [`PoolConfig::acquire_timeout`], in milliseconds.
+    pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
-            max_size: 16,
-            min_idle: 2,
-            acquire_timeout: Duration::from_secs(3),
+            max_size: Self::DEFAULT_MAX_SIZE,
+            min_idle: Self::DEFAULT_MIN_IDLE,
+            acquire_timeout: Duration::from_millis(Self::DEFAULT_ACQUIRE_TIMEOUT_MS),
         }
     }
 }

@@ -181,6 +181,8 @@ impl InventoryRepository for PgRepository {
             .collect()
     }
 
+    #[tracing::instrument(name = "db load", skip_all, fields(otel.kind = "client", db.system = "postgresql",
+        products = request.products.len(), orders = request.orders.len()))]
     async fn load(&self, request: &LoadRequest) -> Result<Snapshot, RepoError> {
         let mut conn = self.conn().await?;
         let order_ids = strings(request.orders.iter().map(OrderId::as_str));
@@ -257,6 +259,8 @@ impl InventoryRepository for PgRepository {
         })
     }
 
+    #[tracing::instrument(name = "db transaction", skip_all, fields(otel.kind = "client", db.system = "postgresql",
+        outbox = changes.outbox.len()))]
     async fn save(&self, changes: &ChangeSet) -> Result<(), RepoError> {
         if changes.is_empty() {
             return Ok(());
