@@ -136,8 +136,13 @@ kafka_assemble() {
 # kafka_pid DIR: the broker's pid, if it runs.
 kafka_pid() {
   [ -f "$1/broker.pid" ] || return 1
-  local pid; pid="$(cat "$1/broker.pid")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  local pid stat state; pid="$(cat "$1/broker.pid")"
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  # A SIGKILLed broker stays a zombie until its (adoptive) parent reaps it: that is not a
+  # running broker, and taking it for one would skip the restart (kill -0 succeeds on zombies).
+  state="${stat##*) }"; state="${state%% *}"
+  case "$state" in Z|X|"") return 1 ;; esac
+  echo "$pid"
 }
 
 # kafka_start DIR PORT CONTROLLER_PORT: a single-node KRaft broker with its

@@ -113,6 +113,19 @@ impl OwnKafka {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The last `lines` lines of its log (this start's), for a failure message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether its process is alive.
+    pub fn running(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("broker.pid"))
+            .is_ok_and(|pid| std::path::Path::new(&format!("/proc/{}", pid.trim())).exists())
+    }
+
     fn pid(&self) -> String {
         std::fs::read_to_string(self.dir.join("broker.pid"))
             .expect("the broker's pid file")
