@@ -65,14 +65,14 @@ soak: stack-up
     set -euo pipefail
     set -a; source .local/stack.env; set +a
     SOAK_PAUSES="${SOAK_PAUSES:-15}" SOAK_MAX_PAUSE_S="${SOAK_MAX_PAUSE_S:-45}" SOAK_KILLS="${SOAK_KILLS:-3}" \
-      SOAK_LIMIT_S="${SOAK_LIMIT_S:-3600}" cargo test -p inventory-tests --test soak -- --ignored --nocapture
+      SOAK_LIMIT_S="${SOAK_LIMIT_S:-3600}" cargo test -p inventory-tests --test soak -- --nocapture
 
-# The soak's short form (4 pauses of up to 12 s, 1 SIGKILL; about 100 s).
+# The soak's short form (4 pauses of up to 12 s, 1 SIGKILL; about 100 s; also part of `just test`).
 soak-short: stack-up
     #!/usr/bin/env bash
     set -euo pipefail
     set -a; source .local/stack.env; set +a
-    cargo test -p inventory-tests --test soak -- --ignored --nocapture
+    cargo test -p inventory-tests --test soak -- --nocapture
 
 # Formatting, lints and the dependency-direction check.
 lint:
