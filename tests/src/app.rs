@@ -38,6 +38,8 @@ pub struct AppOptions {
     pub jwt_public_key_file: Option<std::path::PathBuf>,
     /// Another broker than the stack's (a test's own).
     pub kafka_bootstrap: Option<String>,
+    /// The identity provider's JWKS URL (turns `jwt` off).
+    pub jwt_jwks_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -53,6 +55,7 @@ impl Default for AppOptions {
             jwt_audience: None,
             jwt_public_key_file: None,
             kafka_bootstrap: None,
+            jwt_jwks_url: None,
         }
     }
 }
@@ -80,7 +83,8 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
         ops_addr: None,
         http_workers: 2,
         database: DatabaseSettings {
-            database_url: db.url.clone().into(),
+            database_url: Some(db.url.clone().into()),
+            database_url_file: None,
             db_pool_max_size: options.pool_max,
             db_pool_min_idle: 1,
             db_pool_acquire_timeout_ms: 5000,
@@ -96,16 +100,15 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             kafka_order_topic: topics.orders.clone(),
             kafka_payment_topic: topics.payments.clone(),
             kafka_inventory_topic: topics.inventory.clone(),
-            kafka_topic_partitions: 3,
             kafka_batch_max: options.batch_max,
-            kafka_session_timeout_ms: 10_000,
-            kafka_max_poll_interval_ms: 300_000,
-            kafka_publish_timeout_ms: 30_000,
-            kafka_watchdog_bound_ms: 30_000,
-            event_type_aliases: inventory_kafka::DecodeOptions::default(),
+            ..KafkaSettings::default()
         },
         jwt: JwtSettings {
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned().into()),
+            jwt_secret_file: None,
+            jwt_jwks_url: options.jwt_jwks_url.clone(),
+            jwt_oidc_discovery: false,
+            jwt_jwks_refetch_ms: 100,
             jwt_public_key_file: options.jwt_public_key_file.clone(),
             jwt_issuer: options.jwt_issuer.clone(),
             jwt_audience: options.jwt_audience.clone(),

@@ -581,7 +581,7 @@ async fn a_database_outage_pauses_consumption_and_loses_nothing() {
     let proxy = inventory_tests::proxy::Proxy::start(inventory_tests::proxy::authority(&db.url)).await;
     let topics = Topics::new();
     let mut settings = inventory_tests::app::settings(&db, &topics, &AppOptions::default());
-    settings.database.database_url = proxy.route(&db.url).into();
+    settings.database.database_url = Some(proxy.route(&db.url).into());
     settings.database.db_pool_acquire_timeout_ms = 500;
     // The shortest the broker allows, so the outage below outlasts the poll interval and the
     // consumer, stuck retrying its batch, drops out of its group.

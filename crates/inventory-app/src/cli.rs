@@ -45,12 +45,18 @@ pub enum Command {
     },
     /// [development tool] Stock a demo product, publish sample orders and print the outcome
     /// events; it writes to the database and topics it is given, so never point it at production.
-    Demo {
-        #[command(flatten)]
-        database: DatabaseSettings,
-        #[command(flatten)]
-        kafka: KafkaSettings,
-    },
+    Demo(Box<DemoSettings>),
+}
+
+/// What `demo` connects to.
+#[derive(clap::Args)]
+pub struct DemoSettings {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    /// The brokers.
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
 }
 
 fn token_secret(value: &str) -> Result<SecretString, String> {
@@ -175,8 +181,9 @@ mod tests {
         let Some(Command::Serve(settings)) = cli.command else {
             panic!("serve expected")
         };
+        let mut settings = *settings;
         assert_eq!(
-            settings.validate().unwrap_err(),
+            settings.prepare().unwrap_err(),
             "DB_POOL_MIN_IDLE (3) must not exceed DB_POOL_MAX_SIZE (2)"
         );
     }
@@ -192,6 +199,103 @@ mod tests {
         assert_eq!(settings.database.url(), "postgres://u:p@h/db");
     }
 
+    fn serve(args: &[&str]) -> Settings {
+        let mut all = vec!["inventory-app", "serve"];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap_or_else(|e| panic!("{args:?}: {e}")).command {
+            Some(Command::Serve(settings)) => *settings,
+            _ => panic!("serve expected"),
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_too() {
+        let dir = std::env::temp_dir().join(format!("inventory-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let url = dir.join("url");
+        std::fs::write(&url, "postgres://u:from-file@h/db\n").expect("write");
+        let sasl = dir.join("sasl");
+        std::fs::write(&sasl, "s3cret").expect("write");
+        let mut settings = serve(&[
+            &format!("--database-url-file={}", url.display()),
+            "--kafka-security-protocol=sasl_ssl",
+            "--kafka-sasl-mechanism=SCRAM-SHA-512",
+            "--kafka-sasl-username=inventory",
+            &format!("--kafka-sasl-password-file={}", sasl.display()),
+        ]);
+        settings.prepare().expect("prepared");
+        assert_eq!(settings.database.url(), "postgres://u:from-file@h/db");
+        let props = &settings.kafka.client_properties;
+        assert_eq!(props.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(props.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(props.get("sasl.password"), Some("s3cret"));
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("from-file"), "{shown}");
+
+        let mut both = serve(&[URL, &format!("--database-url-file={}", url.display())]);
+        assert_eq!(
+            both.prepare().unwrap_err(),
+            "DATABASE_URL and DATABASE_URL_FILE are both set: set one"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kafka_security_settings_that_cannot_work_are_refused() {
+        for (args, error) in [
+            (
+                vec![URL, "--kafka-security-protocol=SASL_SSL"],
+                "KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+            ),
+            (
+                vec![URL, "--kafka-sasl-username=u"],
+                "SASL settings are given but KAFKA_SECURITY_PROTOCOL is PLAINTEXT (use SASL_SSL or SASL_PLAINTEXT)",
+            ),
+            (
+                vec![URL, "--kafka-ssl-ca-location=/etc/hostname"],
+                "TLS files are given but KAFKA_SECURITY_PROTOCOL is PLAINTEXT (use SSL or SASL_SSL)",
+            ),
+            (
+                vec![
+                    URL,
+                    "--kafka-security-protocol=SSL",
+                    "--kafka-ssl-key-location=/etc/hostname",
+                ],
+                "KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together",
+            ),
+        ] {
+            assert_eq!(serve(&args).prepare().unwrap_err(), error, "{args:?}");
+        }
+        let mut missing = serve(&[
+            URL,
+            "--kafka-security-protocol=SSL",
+            "--kafka-ssl-ca-location=/nonexistent/ca.pem",
+        ]);
+        assert!(
+            missing
+                .prepare()
+                .unwrap_err()
+                .starts_with("ssl.ca.location /nonexistent/ca.pem:")
+        );
+    }
+
+    #[test]
+    fn a_properties_file_passes_any_librdkafka_setting() {
+        let file = std::env::temp_dir().join(format!("inventory-props-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "# tuning\nsocket.keepalive.enable = true\n\nfetch.wait.max.ms=50\n",
+        )
+        .expect("write");
+        let mut settings = serve(&[URL, &format!("--kafka-properties-file={}", file.display())]);
+        settings.prepare().expect("prepared");
+        let props = &settings.kafka.client_properties;
+        assert_eq!(props.get("socket.keepalive.enable"), Some("true"));
+        assert_eq!(props.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(props.get("security.protocol"), Some("PLAINTEXT"));
+        let _ = std::fs::remove_file(&file);
+    }
+
     #[test]
     fn token_wants_a_real_secret() {
         let error = parse(&["inventory-app", "token", "--jwt-secret", "short"])
@@ -204,7 +308,8 @@ mod tests {
     #[test]
     fn the_environment_lists_what_serve_reads() {
         let env = environment("serve");
-        assert!(env.contains(&("DATABASE_URL".to_owned(), true)), "{env:?}");
+        assert!(env.contains(&("DATABASE_URL".to_owned(), false)), "{env:?}");
+        assert!(env.contains(&("DATABASE_URL_FILE".to_owned(), false)), "{env:?}");
         assert!(env.contains(&("KAFKA_WATCHDOG_BOUND_MS".to_owned(), false)));
         assert!(env.contains(&("LOG_FORMAT".to_owned(), false)));
     }

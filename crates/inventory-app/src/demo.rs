@@ -13,7 +13,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
-pub async fn run(database: DatabaseSettings, kafka: KafkaSettings) -> Result<(), BoxError> {
+pub async fn run(mut database: DatabaseSettings, mut kafka: KafkaSettings) -> Result<(), BoxError> {
+    database.prepare()?;
+    kafka.prepare()?;
     let config = kafka
         .config()
         .ok_or("KAFKA_BOOTSTRAP_SERVERS is required (see .local/stack.env)")?;

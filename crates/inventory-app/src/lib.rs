@@ -77,8 +77,8 @@ pub struct Application {
 
 impl Application {
     /// Connects, binds and starts nothing yet but the HTTP listener.
-    pub async fn build(settings: Settings) -> Result<Self, BoxError> {
-        settings.validate()?;
+    pub async fn build(mut settings: Settings) -> Result<Self, BoxError> {
+        settings.prepare()?;
         let database_url = settings.database.url();
         if settings.migrate_on_start {
             let applied = inventory_postgres::run_migrations(database_url).await?;
@@ -182,9 +182,17 @@ impl Application {
         let listener = TcpListener::bind(settings.http_addr)?;
         let http_addr = listener.local_addr()?;
         let handle = telemetry::metrics_handle();
+        let auth = settings.jwt.auth()?;
+        if let Some(jwks) = &auth.jwks {
+            // The first fetch now, so the first admin request does not wait for it; an identity
+            // provider that is down does not stop the service (its keys are fetched when it is back).
+            if let Err(e) = jwks.refresh().await {
+                tracing::warn!(error = %e, "cannot fetch the identity provider's keys yet; tokens are refused until it answers");
+            }
+        }
         let state = ApiState {
             service: service.clone(),
-            auth: settings.jwt.auth()?,
+            auth,
             readiness,
             metrics: Arc::new(move || handle.render()),
         };

@@ -21,7 +21,7 @@ async fn run() -> Result<(), BoxError> {
     let telemetry = telemetry::init(cli.log_format)?;
     let outcome = match cli.command {
         Some(Command::Serve(settings)) => serve(*settings).await,
-        Some(Command::Migrate(db)) => migrate(&db).await,
+        Some(Command::Migrate(mut db)) => migrate(&mut db).await,
         Some(Command::Token {
             jwt_secret,
             sub,
@@ -30,15 +30,15 @@ async fn run() -> Result<(), BoxError> {
         }) => inventory_app::token::mint(jwt_secret.expose_secret(), &sub, &roles, ttl)
             .map(|token| println!("{token}"))
             .map_err(BoxError::from),
-        Some(Command::Demo { database, kafka }) => demo::run(database, kafka).await,
+        Some(Command::Demo(demo)) => demo::run(demo.database, demo.kafka).await,
         None => unreachable!("serve is inserted when no subcommand is given"),
     };
     telemetry.shutdown();
     outcome
 }
 
-async fn migrate(db: &inventory_app::settings::DatabaseSettings) -> Result<(), BoxError> {
-    db.validate()?;
+async fn migrate(db: &mut inventory_app::settings::DatabaseSettings) -> Result<(), BoxError> {
+    db.prepare()?;
     let applied = inventory_postgres::run_migrations(db.url()).await?;
     if applied.is_empty() {
         println!("database is up to date");

@@ -5,6 +5,7 @@
 //! [`SecretString`]s: `Debug` prints `[REDACTED]`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
@@ -27,6 +28,25 @@ fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value.to_owned()))
 }
 
+/// A secret given directly (`NAME`) or as a file (`NAME_FILE`, as mounted Kubernetes secrets and
+/// container secrets are): the file's content, without its final line break, replaces it.
+fn load_secret(name: &str, value: &mut Option<SecretString>, file: &Option<PathBuf>) -> Result<(), String> {
+    let Some(path) = file else {
+        return Ok(());
+    };
+    if value.is_some() {
+        return Err(format!("{name} and {name}_FILE are both set: set one"));
+    }
+    let content = std::fs::read_to_string(path).map_err(|e| format!("{name}_FILE {}: {e}", path.display()))?;
+    let content = content.strip_suffix('\n').unwrap_or(&content);
+    let content = content.strip_suffix('\r').unwrap_or(content);
+    if content.is_empty() {
+        return Err(format!("{name}_FILE {} is empty", path.display()));
+    }
+    *value = Some(SecretString::from(content.to_owned()));
+    Ok(())
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -39,9 +59,13 @@ pub enum LogFormat {
 /// Database settings.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseSettings {
-    /// PostgreSQL URL of inventory_db (a secret: it may hold the password).
+    /// PostgreSQL URL of inventory_db (a secret: it may hold the password); required, here or in
+    /// DATABASE_URL_FILE.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
-    pub database_url: SecretString,
+    pub database_url: Option<SecretString>,
+    /// A file holding the database URL (instead of DATABASE_URL).
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Most pooled connections (1-1000).
     #[arg(long, env = "DB_POOL_MAX_SIZE", default_value_t = PoolConfig::DEFAULT_MAX_SIZE,
           value_parser = value_parser!(u32).range(1..=1000))]
@@ -57,9 +81,27 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    /// The database URL, for the adapter to connect with.
+    /// Settings for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            database_url: Some(SecretString::from(url.into())),
+            database_url_file: None,
+            db_pool_max_size: PoolConfig::DEFAULT_MAX_SIZE,
+            db_pool_min_idle: PoolConfig::DEFAULT_MIN_IDLE,
+            db_pool_acquire_timeout_ms: PoolConfig::DEFAULT_ACQUIRE_TIMEOUT_MS,
+        }
+    }
+
+    /// The database URL, for the adapter to connect with (empty before [`Self::prepare`] found none).
     pub fn url(&self) -> &str {
-        self.database_url.expose_secret()
+        self.database_url.as_ref().map_or("", ExposeSecret::expose_secret)
+    }
+
+    /// Reads the secret files, then checks the settings.
+    pub fn prepare(&mut self) -> Result<(), String> {
+        load_secret("DATABASE_URL", &mut self.database_url, &self.database_url_file)?;
+        self.database_url_file = None;
+        self.validate()
     }
 
     /// Pool settings for the adapter.
@@ -72,7 +114,10 @@ impl DatabaseSettings {
     }
 
     /// Refuses combinations no single flag can check.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
+        if self.url().is_empty() {
+            return Err("DATABASE_URL (or DATABASE_URL_FILE) is required".to_owned());
+        }
         if self.db_pool_min_idle > self.db_pool_max_size {
             return Err(format!(
                 "DB_POOL_MIN_IDLE ({}) must not exceed DB_POOL_MAX_SIZE ({})",
@@ -135,6 +180,118 @@ pub struct KafkaSettings {
     /// types (`com.shop.order.created=OrderCreatedEvent`).
     #[arg(long, env = "EVENT_TYPE_ALIASES", default_value = "", value_parser = parse_aliases)]
     pub event_type_aliases: inventory_kafka::DecodeOptions,
+    /// How the clients talk to the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    #[arg(
+        long,
+        env = "KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        ignore_case = true,
+        default_value = "PLAINTEXT"
+    )]
+    pub kafka_security_protocol: SecurityProtocol,
+    /// SASL mechanism (with SASL_*): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_enum, ignore_case = true)]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// SASL password (or KAFKA_SASL_PASSWORD_FILE).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub kafka_sasl_password: Option<SecretString>,
+    /// A file holding the SASL password.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA(s) that signed the brokers' certificates (with SSL, SASL_SSL); the
+    /// system's trust store when unset.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_location: Option<PathBuf>,
+    /// PEM file of this client's certificate, for mutual TLS.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub kafka_ssl_certificate_location: Option<PathBuf>,
+    /// PEM file of this client's private key, for mutual TLS.
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
+    pub kafka_ssl_key_location: Option<PathBuf>,
+    /// Password of that private key, if it is encrypted (or KAFKA_SSL_KEY_PASSWORD_FILE).
+    #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub kafka_ssl_key_password: Option<SecretString>,
+    /// A file holding the private key's password.
+    #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD_FILE")]
+    pub kafka_ssl_key_password_file: Option<PathBuf>,
+    /// A file of other librdkafka properties, `name=value` per line (`#` comments), for every
+    /// client; `KAFKA_PROPERTY_<NAME>` variables (`KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE=true` is
+    /// `socket.keepalive.enable=true`) are read too and win over the file.
+    #[arg(long, env = "KAFKA_PROPERTIES_FILE")]
+    pub kafka_properties_file: Option<PathBuf>,
+    /// What [`Self::prepare`] made of the above.
+    #[arg(skip)]
+    pub client_properties: inventory_kafka::ClientProperties,
+}
+
+/// `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    #[value(name = "PLAINTEXT")]
+    Plaintext,
+    /// TLS (mutual TLS with a client certificate).
+    #[value(name = "SSL")]
+    Ssl,
+    /// SASL without TLS.
+    #[value(name = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    /// SASL over TLS.
+    #[value(name = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+    fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+    fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+/// `sasl.mechanism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaslMechanism {
+    /// User and password in the clear (over TLS).
+    #[value(name = "PLAIN")]
+    Plain,
+    /// SCRAM with SHA-256.
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// The prefix of pass-through librdkafka properties.
+pub const KAFKA_PROPERTY_PREFIX: &str = "KAFKA_PROPERTY_";
+
+/// `KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE` -> `socket.keepalive.enable`.
+fn property_name(variable: &str) -> Option<String> {
+    let rest = variable.strip_prefix(KAFKA_PROPERTY_PREFIX)?;
+    (!rest.is_empty()).then(|| rest.to_ascii_lowercase().replace('_', "."))
 }
 
 fn parse_aliases(spec: &str) -> Result<inventory_kafka::DecodeOptions, String> {
@@ -157,11 +314,114 @@ impl KafkaSettings {
         config.publish_timeout = Duration::from_millis(self.kafka_publish_timeout_ms);
         config.decode = self.event_type_aliases.clone();
         config.watchdog = WatchdogConfig::with_bound(Duration::from_millis(self.kafka_watchdog_bound_ms));
+        config.client_properties = self.client_properties.clone();
         Some(config)
     }
 
+    /// Reads the secret and properties files and the `KAFKA_PROPERTY_*` variables, then checks the
+    /// settings. Call once, before [`Self::config`].
+    pub fn prepare(&mut self) -> Result<(), String> {
+        load_secret(
+            "KAFKA_SASL_PASSWORD",
+            &mut self.kafka_sasl_password,
+            &self.kafka_sasl_password_file,
+        )?;
+        load_secret(
+            "KAFKA_SSL_KEY_PASSWORD",
+            &mut self.kafka_ssl_key_password,
+            &self.kafka_ssl_key_password_file,
+        )?;
+        self.kafka_sasl_password_file = None;
+        self.kafka_ssl_key_password_file = None;
+        self.validate()?;
+        let mut p = inventory_kafka::ClientProperties::default();
+        p.set("security.protocol", self.kafka_security_protocol.as_str());
+        if let Some(mechanism) = self.kafka_sasl_mechanism {
+            p.set("sasl.mechanism", mechanism.as_str());
+        }
+        if let Some(user) = &self.kafka_sasl_username {
+            p.set("sasl.username", user);
+        }
+        if let Some(password) = &self.kafka_sasl_password {
+            p.set("sasl.password", password.expose_secret());
+        }
+        let paths = [
+            ("ssl.ca.location", &self.kafka_ssl_ca_location),
+            ("ssl.certificate.location", &self.kafka_ssl_certificate_location),
+            ("ssl.key.location", &self.kafka_ssl_key_location),
+        ];
+        for (name, path) in paths {
+            if let Some(path) = path {
+                std::fs::metadata(path).map_err(|e| format!("{name} {}: {e}", path.display()))?;
+                p.set(name, path.display().to_string());
+            }
+        }
+        if let Some(password) = &self.kafka_ssl_key_password {
+            p.set("ssl.key.password", password.expose_secret());
+        }
+        if let Some(path) = &self.kafka_properties_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("KAFKA_PROPERTIES_FILE {}: {e}", path.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (name, value) = line.split_once('=').ok_or_else(|| {
+                    format!(
+                        "KAFKA_PROPERTIES_FILE {} line {}: expected name=value",
+                        path.display(),
+                        n + 1
+                    )
+                })?;
+                p.set(name.trim(), value.trim());
+            }
+        }
+        let mut passed: Vec<(String, String)> = std::env::vars()
+            .filter_map(|(k, v)| property_name(&k).map(|name| (name, v)))
+            .collect();
+        passed.sort();
+        for (name, value) in passed {
+            p.set(name, value);
+        }
+        self.client_properties = p;
+        Ok(())
+    }
+
     /// Refuses combinations no single flag can check.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
+        let protocol = self.kafka_security_protocol;
+        let sasl_given = self.kafka_sasl_mechanism.is_some()
+            || self.kafka_sasl_username.is_some()
+            || self.kafka_sasl_password.is_some();
+        if protocol.sasl()
+            && (self.kafka_sasl_mechanism.is_none()
+                || self.kafka_sasl_username.is_none()
+                || self.kafka_sasl_password.is_none())
+        {
+            return Err(format!(
+                "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+                protocol.as_str()
+            ));
+        }
+        if !protocol.sasl() && sasl_given {
+            return Err(format!(
+                "SASL settings are given but KAFKA_SECURITY_PROTOCOL is {} (use SASL_SSL or SASL_PLAINTEXT)",
+                protocol.as_str()
+            ));
+        }
+        let tls_given = self.kafka_ssl_ca_location.is_some()
+            || self.kafka_ssl_certificate_location.is_some()
+            || self.kafka_ssl_key_location.is_some();
+        if !protocol.tls() && tls_given {
+            return Err(format!(
+                "TLS files are given but KAFKA_SECURITY_PROTOCOL is {} (use SSL or SASL_SSL)",
+                protocol.as_str()
+            ));
+        }
+        if self.kafka_ssl_certificate_location.is_some() != self.kafka_ssl_key_location.is_some() {
+            return Err("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together".to_owned());
+        }
         if self.kafka_max_poll_interval_ms < self.kafka_session_timeout_ms {
             return Err(format!(
                 "KAFKA_MAX_POLL_INTERVAL_MS ({}) must be at least KAFKA_SESSION_TIMEOUT_MS ({})",
@@ -169,6 +429,37 @@ impl KafkaSettings {
             ));
         }
         Ok(())
+    }
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            kafka_bootstrap_servers: None,
+            kafka_group_id: KafkaConfig::DEFAULT_GROUP_ID.to_owned(),
+            kafka_order_topic: KafkaConfig::DEFAULT_ORDER_TOPIC.to_owned(),
+            kafka_payment_topic: KafkaConfig::DEFAULT_PAYMENT_TOPIC.to_owned(),
+            kafka_inventory_topic: KafkaConfig::DEFAULT_INVENTORY_TOPIC.to_owned(),
+            kafka_topic_partitions: KafkaConfig::DEFAULT_PARTITIONS,
+            kafka_batch_max: KafkaConfig::DEFAULT_BATCH_MAX,
+            kafka_session_timeout_ms: KafkaConfig::DEFAULT_SESSION_TIMEOUT_MS,
+            kafka_max_poll_interval_ms: KafkaConfig::DEFAULT_MAX_POLL_INTERVAL_MS,
+            kafka_publish_timeout_ms: KafkaConfig::DEFAULT_PUBLISH_TIMEOUT_MS,
+            kafka_watchdog_bound_ms: WatchdogConfig::DEFAULT_BOUND_MS,
+            event_type_aliases: inventory_kafka::DecodeOptions::default(),
+            kafka_security_protocol: SecurityProtocol::Plaintext,
+            kafka_sasl_mechanism: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password: None,
+            kafka_sasl_password_file: None,
+            kafka_ssl_ca_location: None,
+            kafka_ssl_certificate_location: None,
+            kafka_ssl_key_location: None,
+            kafka_ssl_key_password: None,
+            kafka_ssl_key_password_file: None,
+            kafka_properties_file: None,
+            client_properties: inventory_kafka::ClientProperties::default(),
+        }
     }
 }
 
@@ -219,20 +510,24 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Refuses combinations no single flag can check (ranges are checked as each flag is read).
-    pub fn validate(&self) -> Result<(), String> {
-        self.database.validate()?;
-        self.kafka.validate()?;
-        self.jwt.auth().map(drop)
+    /// Reads the secret files and checks combinations no single flag can check (ranges are checked
+    /// as each flag is read). [`crate::Application::build`] calls it.
+    pub fn prepare(&mut self) -> Result<(), String> {
+        self.database.prepare()?;
+        self.kafka.prepare()?;
+        self.jwt.prepare()
     }
 }
 
 /// Token verification settings.
 #[derive(Debug, Clone, Args)]
 pub struct JwtSettings {
-    /// HS256 shared secret for bearer tokens.
+    /// HS256 shared secret for bearer tokens (or JWT_SECRET_FILE).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = secret)]
     pub jwt_secret: Option<SecretString>,
+    /// A file holding the HS256 secret.
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// PEM file with an RS256 or ES256 public key (instead of JWT_SECRET).
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<std::path::PathBuf>,
@@ -242,11 +537,55 @@ pub struct JwtSettings {
     /// Required token audience.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// The identity provider's JWKS URL (Spring's `jwk-set-uri`): keys fetched, cached and
+    /// chosen by `kid` (instead of JWT_SECRET / JWT_PUBLIC_KEY_FILE).
+    #[arg(long, env = "JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// Find the JWKS URL by OpenID Connect discovery from JWT_ISSUER
+    /// (`<issuer>/.well-known/openid-configuration`).
+    #[arg(long, env = "JWT_OIDC_DISCOVERY", default_value_t = false)]
+    pub jwt_oidc_discovery: bool,
+    /// A token naming an unknown `kid` fetches the keys again at most this often, in milliseconds
+    /// (100-3600000).
+    #[arg(long, env = "JWT_JWKS_REFETCH_MS", default_value_t = DEFAULT_JWKS_REFETCH_MS,
+          value_parser = value_parser!(u64).range(100..=3_600_000))]
+    pub jwt_jwks_refetch_ms: u64,
 }
 
+/// Default `JWT_JWKS_REFETCH_MS`.
+pub const DEFAULT_JWKS_REFETCH_MS: u64 = 10_000;
+
 impl JwtSettings {
+    /// Reads the secret file.
+    pub fn prepare(&mut self) -> Result<(), String> {
+        load_secret("JWT_SECRET", &mut self.jwt_secret, &self.jwt_secret_file)?;
+        self.jwt_secret_file = None;
+        Ok(())
+    }
+
     /// Verification settings for the HTTP adapter.
     pub fn auth(&self) -> Result<inventory_http::AuthConfig, String> {
+        let static_key = self.jwt_public_key_file.is_some() || self.jwt_secret.is_some();
+        let source = match (&self.jwt_jwks_url, self.jwt_oidc_discovery, &self.jwt_issuer) {
+            (Some(url), false, _) => Some(inventory_http::JwksSource::Url(url.clone())),
+            (None, true, Some(issuer)) => Some(inventory_http::JwksSource::Discovery { issuer: issuer.clone() }),
+            (None, true, None) => return Err("JWT_OIDC_DISCOVERY needs JWT_ISSUER".to_owned()),
+            (Some(_), true, _) => return Err("set JWT_JWKS_URL or JWT_OIDC_DISCOVERY, not both".to_owned()),
+            (None, false, _) => None,
+        };
+        if let Some(source) = source {
+            if static_key {
+                return Err("set JWT_JWKS_URL (or JWT_OIDC_DISCOVERY) or a fixed key (JWT_SECRET, JWT_PUBLIC_KEY_FILE), not both".to_owned());
+            }
+            let jwks =
+                inventory_http::Jwks::new(source).with_refetch_after(Duration::from_millis(self.jwt_jwks_refetch_ms));
+            return Ok(inventory_http::AuthConfig {
+                jwks: Some(std::sync::Arc::new(jwks)),
+                issuer: self.jwt_issuer.clone(),
+                audience: self.jwt_audience.clone(),
+                ..inventory_http::AuthConfig::default()
+            });
+        }
         let mut auth = match (
             &self.jwt_public_key_file,
             self.jwt_secret
@@ -264,5 +603,20 @@ impl JwtSettings {
         auth.issuer = self.jwt_issuer.clone();
         auth.audience = self.jwt_audience.clone();
         Ok(auth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_through_variables_name_librdkafka_properties() {
+        assert_eq!(
+            property_name("KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE").as_deref(),
+            Some("socket.keepalive.enable")
+        );
+        assert_eq!(property_name("KAFKA_PROPERTY_").as_deref(), None);
+        assert_eq!(property_name("KAFKA_GROUP_ID").as_deref(), None);
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::Value;
 
 use crate::problem::ApiError;
@@ -18,8 +18,10 @@ use crate::problem::ApiError;
 /// How tokens are verified.
 #[derive(Clone, Default)]
 pub struct AuthConfig {
-    /// The verification key and its algorithm; `None` refuses every token.
+    /// The verification key and its algorithm; with neither it nor `jwks`, every token is refused.
     pub key: Option<(DecodingKey, Algorithm)>,
+    /// The identity provider's published keys (instead of `key`).
+    pub jwks: Option<std::sync::Arc<crate::jwks::Jwks>>,
     /// Required `iss`, if any.
     pub issuer: Option<String>,
     /// Required `aud`, if any.
@@ -101,10 +103,10 @@ fn roles_of(claims: &Value) -> HashSet<String> {
 }
 
 /// Verifies the request's bearer token and requires one of `roles`.
-pub fn authorize(config: &AuthConfig, request: &HttpRequest, roles: &[&str]) -> Result<Principal, ApiError> {
-    let Some((key, algorithm)) = &config.key else {
+pub async fn authorize(config: &AuthConfig, request: &HttpRequest, roles: &[&str]) -> Result<Principal, ApiError> {
+    if config.key.is_none() && config.jwks.is_none() {
         return Err(ApiError::Unauthorized("no token verification key is configured".into()));
-    };
+    }
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -112,6 +114,19 @@ pub fn authorize(config: &AuthConfig, request: &HttpRequest, roles: &[&str]) -> 
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+    let published;
+    let (key, algorithm) = match (&config.jwks, &config.key) {
+        (Some(jwks), _) => {
+            let header = decode_header(token).map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+            published = jwks
+                .key(header.kid.as_deref())
+                .await
+                .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+            (&*published.0, &published.1)
+        }
+        (None, Some((key, algorithm))) => (key, algorithm),
+        (None, None) => unreachable!("checked above"),
+    };
     let mut validation = Validation::new(*algorithm);
     validation.leeway = 30;
     validation.validate_nbf = true;

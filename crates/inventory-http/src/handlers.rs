@@ -208,7 +208,7 @@ async fn admin_write<T: serde::de::DeserializeOwned>(
     request: &HttpRequest,
     payload: web::Payload,
 ) -> Result<AdminWrite<T>, ApiError> {
-    let principal = authorize(auth, request, &["ADMIN"])?;
+    let principal = authorize(auth, request, &["ADMIN"]).await?;
     let raw = read_body(payload).await?;
     let body = parse(&raw)?;
     let once = idempotency(request, &principal, &raw)?;
@@ -262,7 +262,7 @@ pub(crate) async fn check_availability<R: InventoryRepository, C: Clock>(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state.auth, &request, &["SYSTEM", "ADMIN"])?;
+    authorize(&state.auth, &request, &["SYSTEM", "ADMIN"]).await?;
     let ids: Vec<String> = parse(&read_body(payload).await?)?;
     if ids.is_empty() || ids.len() > MAX_CHECK_IDS {
         return Err(ApiError::field(
@@ -286,7 +286,7 @@ pub(crate) async fn adjustments<R: InventoryRepository, C: Clock>(
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state.auth, &request, &["ADMIN"])?;
+    authorize(&state.auth, &request, &["ADMIN"]).await?;
     let product = product_id("productId", path.into_inner())?;
     let number = |name: &str, min: i64, max: i64| -> Result<Option<i64>, ApiError> {
         query

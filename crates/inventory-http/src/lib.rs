@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body;
 mod handlers;
+pub mod jwks;
 pub mod openapi;
 mod ops;
 pub mod problem;
@@ -18,6 +19,7 @@ use inventory_domain::{Clock, InventoryRepository, InventoryService};
 
 pub use auth::{AuthConfig, Principal};
 pub use handlers::{MAX_CHECK_IDS, StockView};
+pub use jwks::{Jwks, JwksSource};
 pub use openapi::{API, Route};
 pub use ops::{Readiness, RenderMetrics};
 pub use problem::ApiError;

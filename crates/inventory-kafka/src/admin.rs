@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -12,9 +11,7 @@ use crate::config::KafkaConfig;
 
 /// Creates the consumed, produced and dead-letter topics when missing.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
     let names = [
         config.order_topic.clone(),
         config.payment_topic.clone(),

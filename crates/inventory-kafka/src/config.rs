@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
+
 use crate::decode::DecodeOptions;
 use crate::watchdog::WatchdogConfig;
 
@@ -36,6 +38,51 @@ pub struct KafkaConfig {
     pub watchdog: WatchdogConfig,
     /// How consumed records are read (type aliases).
     pub decode: DecodeOptions,
+    /// librdkafka properties every client gets (security, and anything passed through).
+    pub client_properties: ClientProperties,
+}
+
+/// librdkafka properties set on every client (consumer, producer, admin): security settings and
+/// whatever the user passes through. `Debug` hides the values of secret ones.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ClientProperties(Vec<(String, String)>);
+
+impl ClientProperties {
+    /// Sets `name` (a later value replaces an earlier one).
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        self.0.retain(|(n, _)| *n != name);
+        self.0.push((name, value.into()));
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every property, in the order set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Whether a property's value must never be shown.
+    pub fn is_secret(name: &str) -> bool {
+        ["password", "secret", "key.pem", "keystore", "sasl.jaas", "token"]
+            .iter()
+            .any(|s| name.contains(s))
+    }
+}
+
+impl std::fmt::Debug for ClientProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(n, v)| (n, if Self::is_secret(n) { "[REDACTED]" } else { v.as_str() })),
+            )
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -75,11 +122,41 @@ impl KafkaConfig {
             publish_timeout: Duration::from_millis(Self::DEFAULT_PUBLISH_TIMEOUT_MS),
             watchdog: WatchdogConfig::default(),
             decode: DecodeOptions::default(),
+            client_properties: ClientProperties::default(),
         }
+    }
+
+    /// A client configuration for the brokers, with the client properties: every client starts here.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (name, value) in self.client_properties.iter() {
+            config.set(name, value);
+        }
+        config
     }
 
     /// Dead-letter topic of a consumed topic.
     pub fn dead_letter_topic(topic: &str) -> String {
         format!("{topic}.DLT")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_gets_the_properties_and_debug_hides_secrets() {
+        let mut config = KafkaConfig::new("b:9092");
+        config.client_properties.set("security.protocol", "SASL_SSL");
+        config.client_properties.set("sasl.password", "hunter2");
+        config.client_properties.set("sasl.password", "hunter3");
+        let client = config.client_config();
+        assert_eq!(client.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("sasl.password"), Some("hunter3"));
+        let shown = format!("{config:?}");
+        assert!(shown.contains("SASL_SSL") && !shown.contains("hunter"), "{shown}");
     }
 }

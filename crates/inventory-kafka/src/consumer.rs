@@ -15,7 +15,6 @@ use inventory_domain::{
     Clock, ErrorChain, IncomingEvent, InventoryRepository, InventoryService, Outcome, ServiceError,
 };
 use opentelemetry::trace::TraceContextExt;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -167,8 +166,8 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         let context = SagaContext {
             health: Arc::clone(&health),
         };
-        let consumer: StreamConsumer<SagaContext> = ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap_servers)
+        let consumer: StreamConsumer<SagaContext> = config
+            .client_config()
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -624,10 +623,7 @@ pub async fn run_saga<R, C>(
             }
         };
         attempt = 0;
-        let admin = match ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap_servers)
-            .create()
-        {
+        let admin = match config.client_config().create() {
             Ok(admin) => admin,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create the watchdog's client; retrying");

@@ -11,7 +11,7 @@ pub mod trace;
 pub mod watchdog;
 
 pub use admin::{broker_reachable, ensure_topics};
-pub use config::KafkaConfig;
+pub use config::{ClientProperties, KafkaConfig};
 pub use consumer::{SagaConsumer, run_saga};
 pub use decode::DecodeOptions;
 pub use publisher::KafkaPublisher;

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use inventory_domain::{EventPublisher, PendingEvent, PublishError};
-use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -25,8 +24,8 @@ pub struct KafkaPublisher {
 impl KafkaPublisher {
     /// An idempotent producer (acks=all, in order per partition).
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap_servers)
+        let producer: FutureProducer = config
+            .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")

@@ -83,7 +83,7 @@ async fn an_ops_listener_takes_metrics_off_the_api_port() {
 async fn database_down_is_503_with_retry_after() {
     let db = TestDb::new().await;
     let mut settings = inventory_tests::app::settings(&db, &inventory_tests::kafka::Topics::new(), &no_kafka());
-    settings.database.database_url = "postgres://postgres@127.0.0.1:1/none".to_owned().into();
+    settings.database.database_url = Some("postgres://postgres@127.0.0.1:1/none".to_owned().into());
     settings.database.db_pool_acquire_timeout_ms = 300;
     let app = inventory_app::Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.http_addr());
