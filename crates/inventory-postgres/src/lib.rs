@@ -7,6 +7,7 @@ mod pool;
 mod repository;
 mod rows;
 mod schema;
+pub mod tls;
 mod writes;
 
 pub use pool::{MIGRATIONS, MigrationError, PgPool, PoolConfig, pool, revert_all_migrations, run_migrations};

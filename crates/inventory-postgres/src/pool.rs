@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 /// The migrations in the workspace's `migrations/` folder, built into the binary.
@@ -46,7 +46,10 @@ impl Default for PoolConfig {
 /// Builds the pool; connections are made lazily, so a database that is down
 /// at start-up shows as unavailable rather than stopping the process.
 pub fn pool(database_url: &str, config: &PoolConfig) -> PgPool {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    let mut setup = ManagerConfig::<AsyncPgConnection>::default();
+    // TLS as libpq makes it (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`): see `tls`.
+    setup.custom_setup = Box::new(|url| Box::pin(crate::tls::connect(url)));
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, setup);
     Pool::builder()
         .max_size(config.max_size)
         .min_idle(Some(config.min_idle.min(config.max_size)))
@@ -80,8 +83,7 @@ enum MigrationDirection {
 }
 
 async fn change_migrations(database_url: &str, direction: MigrationDirection) -> Result<Vec<String>, MigrationError> {
-    use diesel_async::AsyncConnection;
-    let conn = AsyncPgConnection::establish(database_url)
+    let conn = crate::tls::connect(database_url)
         .await
         .map_err(|e| MigrationError(e.to_string()))?;
     // The harness blocks (block_in_place); keep it off the async workers.

@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod jwks;
 mod ops;
 
 use inventory_tests::app::{AppOptions, TestApp};
