@@ -3,8 +3,9 @@
 # test that stops, pauses or kills a server never touches the one `just run`
 # serves from. The tests' harness (tests/src/servers.rs) drives it.
 #
-#   instance.sh pg-start DIR PORT            init (once, durable: fsync and synchronous
-#                                            commit on) and start; creates inventory_db
+#   instance.sh pg-start DIR PORT [CERTS]    init (once, durable: fsync and synchronous
+#                                            commit on) and start; creates inventory_db;
+#                                            with CERTS (server.crt, server.key), TLS only
 #   instance.sh pg-stop DIR fast|immediate   stop
 #   instance.sh pg-remove DIR                stop and delete
 #   instance.sh kafka-start DIR PORT CPORT   format (once) and start a KRaft broker
@@ -23,6 +24,7 @@ case "$cmd" in
     pg_install
     # Tests crash it on purpose: durable, unlike the development stack.
     PG_DURABLE=1 pg_init "$1"
+    if [ -n "${3:-}" ]; then pg_tls "$1" "$3"; fi
     pg_running "$1" || pg_start "$1" "$2"
     pg_create_db "$2" inventory_db
     ;;

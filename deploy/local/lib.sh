@@ -99,6 +99,18 @@ CONF
   fi
 }
 
+# pg_tls DIR CERTDIR: TLS only. The server's certificate and key (CERTDIR/server.crt, server.key)
+# go into the cluster, ssl is turned on, and pg_hba.conf accepts TLS connections alone.
+pg_tls() {
+  local dir="$1" certs="$2"
+  cp "$certs/server.crt" "$certs/server.key" "$dir/"
+  if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$dir/server.crt" "$dir/server.key"; fi
+  chmod 600 "$dir/server.key"
+  grep -q "^ssl = on" "$dir/postgresql.conf" \
+    || printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" >> "$dir/postgresql.conf"
+  printf 'hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n' > "$dir/pg_hba.conf"
+}
+
 pg_running() { as_pg_owner "$(pg_bin)/pg_ctl" -D "$1" status >/dev/null 2>&1; }
 
 # pg_start DIR PORT: starts the cluster on 127.0.0.1:PORT and waits for it.

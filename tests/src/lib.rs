@@ -10,6 +10,7 @@ pub mod app;
 pub mod db;
 pub mod http;
 pub mod kafka;
+pub mod process;
 pub mod proxy;
 pub mod servers;
 

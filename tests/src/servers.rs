@@ -59,6 +59,20 @@ impl OwnPostgres {
         pg
     }
 
+    /// Creates and starts a new cluster that takes TLS connections only, with the server
+    /// certificate and key in `certs` (`server.crt`, `server.key`); not migrated.
+    pub fn start_tls(certs: &Path) -> Self {
+        let dir = instance_dir("pg");
+        let port = free_port(56500 + (std::process::id() % 400) as u16);
+        instance(&["pg-start", path(&dir), &port.to_string(), path(certs)]);
+        Self { dir, port }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Its `inventory_db`.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/inventory_db", self.port)

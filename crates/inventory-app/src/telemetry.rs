@@ -55,7 +55,8 @@ fn otlp_configured() -> bool {
 fn tracer_provider() -> Result<SdkTracerProvider, BoxError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
     let mut resource = opentelemetry_sdk::Resource::builder();
-    let named = std::env::var("OTEL_SERVICE_NAME").is_ok()
+    // An empty OTEL_SERVICE_NAME names nothing (the SDK would call us "unknown_service").
+    let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|n| !n.trim().is_empty())
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
     if !named {
         resource = resource.with_service_name(SERVICE_NAME);

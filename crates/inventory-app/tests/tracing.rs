@@ -3,8 +3,6 @@
 //! an HTTP request joins its caller's trace and says so in its answer, and JSON log lines carry
 //! the trace and span ids.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +10,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use diesel_async::SimpleAsyncConnection;
 use inventory_tests::db::TestDb;
 use inventory_tests::kafka::{Reader, Topics, order_created, producer, send};
+use inventory_tests::process::ServiceProcess;
 use inventory_tests::stack;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -106,79 +105,6 @@ fn otlp_receiver() -> (String, Spans) {
     (url, spans)
 }
 
-/// The service binary, its stderr lines collected; killed when dropped.
-struct Service {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    fn start(db: &TestDb, topics: &Topics, otlp: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_inventory-app"))
-            .args(["--log-format", "json", "serve"])
-            .env("DATABASE_URL", &db.url)
-            .env("KAFKA_BOOTSTRAP_SERVERS", &stack().kafka_bootstrap)
-            .env("KAFKA_GROUP_ID", &topics.group)
-            .env("KAFKA_ORDER_TOPIC", &topics.orders)
-            .env("KAFKA_PAYMENT_TOPIC", &topics.payments)
-            .env("KAFKA_INVENTORY_TOPIC", &topics.inventory)
-            .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env_remove("OTEL_SERVICE_NAME")
-            .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-            .env("RUST_LOG", "info,inventory_http=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the inventory-app binary starts");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let lines = Arc::clone(&log);
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().expect("log").push(line);
-            }
-        });
-        Self { child, log }
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
-            .collect()
-    }
-
-    /// The HTTP address, from the log line that announces it.
-    async fn http_addr(&self) -> String {
-        for _ in 0..600 {
-            if let Some(addr) = self
-                .lines()
-                .iter()
-                .find(|l| l["message"] == "HTTP API listening")
-                .and_then(|l| l["http_addr"].as_str().map(str::to_owned))
-            {
-                return addr;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "the service did not say where it listens within 30 s: {:#?}",
-            self.lines()
-        );
-    }
-}
-
 /// The spans received so far that match `pick`, waiting up to 20 s for at least one.
 async fn wait_for_span(spans: &Spans, what: &str, pick: impl Fn(&Received) -> bool) -> Received {
     for _ in 0..200 {
@@ -212,7 +138,22 @@ async fn one_order_is_one_trace_from_consumed_record_to_published_outcome() {
         .await
         .expect("stock");
     let topics = Topics::new();
-    let service = Service::start(&db, &topics, &otlp);
+    let bootstrap = stack().kafka_bootstrap.clone();
+    let mut service = ServiceProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_inventory-app")),
+        &[
+            ("DATABASE_URL", &db.url),
+            ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+            ("KAFKA_GROUP_ID", &topics.group),
+            ("KAFKA_ORDER_TOPIC", &topics.orders),
+            ("KAFKA_PAYMENT_TOPIC", &topics.payments),
+            ("KAFKA_INVENTORY_TOPIC", &topics.inventory),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_SERVICE_NAME", ""),
+            ("RUST_LOG", "info,inventory_http=debug"),
+        ],
+    );
     let http = service.http_addr().await;
 
     // The order service's span, as its record names it.
