@@ -74,6 +74,23 @@ soak-short: stack-up
     set -a; source .local/stack.env; set +a
     cargo test -p inventory-tests --test soak -- --nocapture
 
+# Build the container image inventory-service:dev (and :<git sha>) from a release build, with buildah.
+image:
+    cargo build --release -p inventory-app
+    bash deploy/image/build.sh
+
+# Build the image, then check it: lint, user 10001, entrypoint, runs on a read-only root, no tools or secrets, under 100 MB.
+image-test: image
+    bash deploy/image/test.sh
+
+# Validate the Helm chart and the compose file (installs helm and the Python tools when missing).
+deploy-check:
+    bash deploy/helm/check.sh
+
+# Check the alert rules (promtool check + unit tests) and the dashboard (installs promtool when missing).
+alerts-check:
+    bash deploy/prometheus/check.sh
+
 # Formatting, lints and the dependency-direction check.
 lint:
     cargo fmt --all --check
