@@ -83,8 +83,10 @@ image:
 image-test: image
     bash deploy/image/test.sh
 
-# Validate the Helm chart and the compose file (installs helm and the Python tools when missing).
+# Validate the Helm chart and the compose file (installs helm and the Python tools when missing),
+# and that the README's configuration table matches what the application reads.
 deploy-check:
+    python3 deploy/check-config-docs.py
     bash deploy/helm/check.sh
 
 # Check the alert rules (promtool check + unit tests) and the dashboard (installs promtool when missing).
