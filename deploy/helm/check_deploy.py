@@ -314,14 +314,15 @@ def check_complete(repo: Path, renders: list[Path]) -> None:
     """Every variable `serve` reads is set by one of the renders; NAME counts as set when NAME_FILE is."""
     set_env: set[str] = set()
     for rendered in renders:
-        for d in yaml.safe_load_all(rendered.read_text(encoding="utf-8")):
-            if not d:
-                continue
-            if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "inventory-inventory-service":  # the envFrom one
-                set_env.update((d.get("data") or {}).keys())
-            spec = pod_spec(d)
-            for c in (spec or {}).get("containers", []):
+        docs = [d for d in yaml.safe_load_all(rendered.read_text(encoding="utf-8")) if d]
+        env_from: set[str] = set()
+        for d in docs:
+            for c in (pod_spec(d) or {}).get("containers", []):
                 set_env.update(e["name"] for e in c.get("env", []))
+                env_from.update((ref.get("configMapRef") or {}).get("name") for ref in c.get("envFrom", []))
+        for d in docs:
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"] in env_from:
+                set_env.update((d.get("data") or {}).keys())
     set_env.update(n.removesuffix("_FILE") for n in list(set_env) if n.endswith("_FILE"))
     for missing in sorted(serve_env_names(repo) - set_env):
         problem(f"the all-on values leave {missing} unset: add it to ci-values.yaml (or the chart)")
