@@ -158,18 +158,25 @@ kafka_pid() {
 }
 
 # kafka_start DIR PORT CONTROLLER_PORT: a single-node KRaft broker with its
-# data in DIR/data (formatted on first start, kept after), waited for.
+# data in DIR/data (formatted on first start, kept after), waited for. A test's
+# secured broker adds DIR/extra.properties (appended: a later key wins) and
+# DIR/scram-users (one `SCRAM-SHA-512=[name=...,password=...]` per line, created
+# by Kafka's own StorageTool when the storage is formatted).
 kafka_start() {
   local dir="$1" port="$2" cport="$3" cp="$KAFKA_LIBS/*"
   mkdir -p "$dir"
   sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" \
       -e "s#@DATA_DIR@#$dir/data#g" "$KAFKA_SRC/server.properties.in" > "$dir/server.properties"
+  if [ -f "$dir/extra.properties" ]; then cat "$dir/extra.properties" >> "$dir/server.properties"; fi
   if [ ! -f "$dir/data/meta.properties" ]; then
     log "formatting KRaft storage in $dir/data"
-    local cluster_id
+    local cluster_id user scram=()
     cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    if [ -f "$dir/scram-users" ]; then
+      while IFS= read -r user || [ -n "$user" ]; do [ -n "$user" ] && scram+=(--add-scram "$user"); done < "$dir/scram-users"
+    fi
     java -cp "$cp" -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$dir" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >/dev/null
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" "${scram[@]}" >/dev/null
   fi
   log "starting Kafka (KRaft, single node) on 127.0.0.1:$port"
   # A fresh log, so the start-up line below is this start's.

@@ -138,6 +138,19 @@ pub fn producer_on(bootstrap: &str) -> FutureProducer {
         .expect("producer")
 }
 
+/// A producer for test input with these client properties too (a secured broker's, say).
+pub fn producer_with(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer")
+}
+
 /// Publishes a record and waits for the broker's acknowledgement.
 pub async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
     let mut h = OwnedHeaders::new();
@@ -207,7 +220,8 @@ impl Reader {
         Self::with(bootstrap, topic, &[("session.timeout.ms", "6000")])
     }
 
-    fn with(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> Self {
+    /// Subscribes to `topic` with these client properties too (a secured broker's, say).
+    pub fn with(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> Self {
         let mut config = ClientConfig::new();
         for (k, v) in extra {
             config.set(*k, *v);

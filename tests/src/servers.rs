@@ -122,6 +122,49 @@ impl OwnKafka {
         kafka
     }
 
+    /// Formats and starts a new broker whose configuration ends with `extra` (Java properties:
+    /// a later key wins; `@PORT@`, `@CONTROLLER_PORT@`, `@INTERNAL_PORT@` and `@DIR@` are filled in), with SCRAM users
+    /// created by Kafka's own tooling (`SCRAM-SHA-512=[name=u,password=p]`).
+    pub fn start_with(extra: &str, scram_users: &[&str]) -> Self {
+        let dir = instance_dir("kafka");
+        let port = free_port(30092 + (std::process::id() % 500) as u16);
+        let controller_port: u16 = instance(&["free-port", &(port + 1).to_string(), &port.to_string()])
+            .parse()
+            .expect("a port number");
+        let internal_port: u16 = instance(&[
+            "free-port",
+            &(controller_port + 1).to_string(),
+            &controller_port.to_string(),
+        ])
+        .parse()
+        .expect("a port number");
+        std::fs::create_dir_all(&dir).expect("the broker's folder");
+        let extra = extra
+            .replace("@PORT@", &port.to_string())
+            .replace("@INTERNAL_PORT@", &internal_port.to_string())
+            .replace("@CONTROLLER_PORT@", &controller_port.to_string())
+            .replace("@DIR@", path(&dir));
+        std::fs::write(dir.join("extra.properties"), extra).expect("extra.properties");
+        std::fs::write(dir.join("scram-users"), scram_users.join("\n")).expect("scram-users");
+        let kafka = Self {
+            dir,
+            port,
+            controller_port,
+        };
+        kafka.start_again();
+        kafka
+    }
+
+    /// Its folder (certificates and configuration of a secured broker go there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Its bootstrap address.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -129,6 +129,10 @@ impl KafkaConfig {
     /// A client configuration for the brokers, with the client properties: every client starts here.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        // rust-rdkafka derives librdkafka's log level from the `log` crate's, which nothing sets
+        // here (we log with tracing): without this, librdkafka's warnings and errors (a refused
+        // password, a failed TLS handshake) never reach the contexts that route them into our log.
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (name, value) in self.client_properties.iter() {
             config.set(name, value);
