@@ -190,7 +190,7 @@ kafka_start() {
     if grep -q "Kafka Server started\|started (kafka.server.KafkaRaftServer)" "$dir/broker.log" 2>/dev/null; then
       return 0
     fi
-    kafka_pid "$dir" >/dev/null || { tail -30 "$dir/stdout.log" "$dir/broker.log" >&2 || true; die "Kafka exited during start-up"; }
+    kafka_pid "$dir" >/dev/null || { tail -n 30 "$dir/stdout.log" "$dir/broker.log" >&2 || true; die "Kafka exited during start-up"; }
     sleep 0.5
   done
   die "Kafka did not report start-up within 60 s; see $dir/broker.log"

@@ -40,6 +40,8 @@ pub struct AppOptions {
     pub kafka_bootstrap: Option<String>,
     /// The identity provider's JWKS URL (turns `jwt` off).
     pub jwt_jwks_url: Option<String>,
+    /// Find the JWKS URL by OpenID Connect discovery from `jwt_issuer`.
+    pub jwt_oidc_discovery: bool,
 }
 
 impl Default for AppOptions {
@@ -56,6 +58,7 @@ impl Default for AppOptions {
             jwt_public_key_file: None,
             kafka_bootstrap: None,
             jwt_jwks_url: None,
+            jwt_oidc_discovery: false,
         }
     }
 }
@@ -107,7 +110,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             jwt_secret: options.jwt.then(|| TEST_JWT_SECRET.to_owned().into()),
             jwt_secret_file: None,
             jwt_jwks_url: options.jwt_jwks_url.clone(),
-            jwt_oidc_discovery: false,
+            jwt_oidc_discovery: options.jwt_oidc_discovery,
             jwt_jwks_refetch_ms: 100,
             jwt_public_key_file: options.jwt_public_key_file.clone(),
             jwt_issuer: options.jwt_issuer.clone(),

@@ -42,18 +42,29 @@ impl Clock for SystemClock {
 pub type Service = InventoryService<PgRepository, SystemClock>;
 
 /// Kafka is ready when the broker answers and the saga consumes.
-struct KafkaReadiness(Option<(KafkaPublisher, Arc<ConsumerHealth>)>);
+struct KafkaReadiness(Option<(KafkaPublisher, Arc<ConsumerHealth>, inventory_kafka::KafkaConfig)>);
 
 #[async_trait]
 impl Readiness for KafkaReadiness {
     async fn check(&self) -> Vec<(&'static str, Result<(), String>)> {
-        let Some((publisher, health)) = &self.0 else {
+        let Some((publisher, health, config)) = &self.0 else {
             return Vec::new();
         };
         let result = if inventory_kafka::broker_reachable(publisher.producer(), Duration::from_secs(2)).await {
             health.status()
         } else {
-            Err("the broker does not answer".to_owned())
+            // Say why when librdkafka knows (a refused password, a failed TLS handshake).
+            let config = config.clone();
+            let problem = tokio::task::spawn_blocking(move || {
+                inventory_kafka::connection_problem(&config, Duration::from_millis(1500))
+            })
+            .await
+            .ok()
+            .flatten();
+            Err(match problem {
+                Some(problem) => format!("the broker does not answer: {problem}"),
+                None => "the broker does not answer".to_owned(),
+            })
         };
         vec![("kafka", result)]
     }
@@ -98,7 +109,8 @@ impl Application {
         let mut tasks = Tasks::default();
 
         let mut saga = None;
-        let publisher = match settings.kafka.config() {
+        let kafka_config = settings.kafka.config();
+        let publisher = match kafka_config.clone() {
             Some(kafka) => {
                 inventory_kafka::ensure_topics(&kafka).await?;
                 let publisher = KafkaPublisher::new(&kafka)?;
@@ -163,7 +175,13 @@ impl Application {
                 stop_writers.clone(),
             ),
         );
-        let readiness = Arc::new(KafkaReadiness(publisher.clone().zip(saga.clone())));
+        let readiness = Arc::new(KafkaReadiness(
+            publisher
+                .clone()
+                .zip(saga.clone())
+                .zip(kafka_config)
+                .map(|((p, h), c)| (p, h, c)),
+        ));
         tasks.spawn(
             "gauges",
             Stage::Writing,
@@ -195,6 +213,7 @@ impl Application {
             auth,
             readiness,
             metrics: Arc::new(move || handle.render()),
+            writes: Arc::default(),
         };
         let workers = if settings.http_workers == 0 {
             std::thread::available_parallelism().map_or(2, usize::from)

@@ -227,6 +227,7 @@ pub(crate) async fn add_stock<R: InventoryRepository, C: Clock>(
     let AdminWrite { actor, body, once } = admin_write::<AddRequest>(&state.auth, &request, payload).await?;
     let product = product_id("productId", body.product_id)?;
     let amount = Quantity::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
+    let _turn = state.writes.lock(product.as_str()).await;
     let stock = state
         .service
         .add_stock_once(&product, amount, &actor, once.as_ref())
@@ -250,6 +251,7 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
                 "must be one of CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION, OTHER",
             )
         })?;
+    let _turn = state.writes.lock(product.as_str()).await;
     let stock = state
         .service
         .audit_stock_once(&product, count, reason, &actor, body.expected_version, once.as_ref())

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 mod handlers;
 pub mod jwks;
+pub mod locks;
 pub mod openapi;
 mod ops;
 pub mod problem;
@@ -34,6 +35,8 @@ pub struct ApiState<R, C> {
     pub readiness: Arc<dyn Readiness>,
     /// Renders `/metrics`.
     pub metrics: RenderMetrics,
+    /// Serialises this instance's writes per product.
+    pub writes: Arc<locks::ProductLocks>,
 }
 
 /// Registers every route of [`openapi::API`], in its order, and nothing else.

@@ -10,7 +10,7 @@ mod relay;
 pub mod trace;
 pub mod watchdog;
 
-pub use admin::{LastClientError, TopicsError, broker_reachable, ensure_topics};
+pub use admin::{LastClientError, TopicsError, broker_reachable, connection_problem, ensure_topics};
 pub use config::{ClientProperties, KafkaConfig};
 pub use consumer::{SagaConsumer, run_saga};
 pub use decode::DecodeOptions;

@@ -111,22 +111,33 @@ impl Provider {
             listener.local_addr().expect("addr")
         );
         let provider = self.clone();
+        let issuer = url.replace("/protocol/openid-connect/certs", "");
+        let discovery = json!({"issuer": issuer, "jwks_uri": url});
         let server = HttpServer::new(move || {
             let provider = provider.clone();
-            App::new().route(
-                "/realms/shop/protocol/openid-connect/certs",
-                web::get().to(move || {
-                    let provider = provider.clone();
-                    async move {
-                        provider.fetches.fetch_add(1, Ordering::SeqCst);
-                        if provider.down.load(Ordering::SeqCst) {
-                            return HttpResponse::ServiceUnavailable().finish();
+            let discovery = discovery.clone();
+            App::new()
+                .route(
+                    "/realms/shop/.well-known/openid-configuration",
+                    web::get().to(move || {
+                        let discovery = discovery.clone();
+                        async move { HttpResponse::Ok().json(discovery) }
+                    }),
+                )
+                .route(
+                    "/realms/shop/protocol/openid-connect/certs",
+                    web::get().to(move || {
+                        let provider = provider.clone();
+                        async move {
+                            provider.fetches.fetch_add(1, Ordering::SeqCst);
+                            if provider.down.load(Ordering::SeqCst) {
+                                return HttpResponse::ServiceUnavailable().finish();
+                            }
+                            let keys = provider.keys.lock().expect("keys").clone();
+                            HttpResponse::Ok().json(json!({ "keys": keys }))
                         }
-                        let keys = provider.keys.lock().expect("keys").clone();
-                        HttpResponse::Ok().json(json!({ "keys": keys }))
-                    }
-                }),
-            )
+                    }),
+                )
         })
         .workers(1)
         .disable_signals()
@@ -283,6 +294,47 @@ async fn symmetric_keys_in_a_jwks_are_never_trusted() {
             .await
             .status,
         StatusCode::OK
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_are_found_by_openid_connect_discovery_from_the_issuer() {
+    let provider = Provider::default();
+    let a = rsa("key-a");
+    provider.publish(&[&a.jwk]);
+    let certs = provider.serve();
+    let issuer = certs.replace("/protocol/openid-connect/certs", "");
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(
+        &db,
+        AppOptions {
+            jwt: false,
+            jwt_issuer: Some(issuer.clone()),
+            jwt_oidc_discovery: true,
+            ..no_kafka()
+        },
+    )
+    .await;
+    let mut claims = claims("idp-user", &["ROLE_ADMIN"]);
+    claims["iss"] = json!(issuer);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(a.kid.to_owned());
+    let signed = jsonwebtoken::encode(&header, &claims, &a.private).expect("sign");
+    let add = json!({"productId": "p", "quantity": 1});
+    let reply = post(&app, "/api/inventory/add", Some(&signed), &add).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    // The issuer is checked too: a token from another issuer is refused.
+    claims["iss"] = json!("https://elsewhere.example");
+    let other = jsonwebtoken::encode(&header, &claims, &a.private).expect("sign");
+    assert_problem(
+        &post(&app, "/api/inventory/add", Some(&other), &add).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    assert!(
+        provider.fetches.load(Ordering::SeqCst) >= 1,
+        "the keys came from the discovered jwks_uri"
     );
     app.stop().await;
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod contention;
 mod jwks;
 mod ops;
 
