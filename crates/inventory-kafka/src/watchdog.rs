@@ -434,6 +434,18 @@ fn names(tpl: &TopicPartitionList) -> String {
 
 impl ConsumerContext for SagaContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Their lag is now another member's to report: a frozen last value here would count twice
+            // in a sum over instances (an autoscaler's query, say).
+            for e in tpl.elements() {
+                metrics::gauge!(
+                    "inventory_consumer_lag",
+                    "topic" => e.topic().to_owned(),
+                    "partition" => e.partition().to_string()
+                )
+                .set(0.0);
+            }
+        }
         match rebalance {
             Rebalance::Revoke(tpl) if consumer.assignment_lost() => {
                 tracing::warn!(partitions = %names(tpl), "partitions lost (the group moved on without this member)")
