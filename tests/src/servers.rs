@@ -24,6 +24,14 @@ fn instance(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Spreads the ports of one test binary's servers apart: tests run in parallel threads of one
+/// process, and a port is only taken once the server binds it, so two starts at once would
+/// otherwise pick the same "free" port.
+fn spread() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    NEXT.fetch_add(5, std::sync::atomic::Ordering::SeqCst) % 200
+}
+
 fn free_port(from: u16) -> u16 {
     instance(&["free-port", &from.to_string()])
         .parse()
@@ -50,7 +58,7 @@ impl OwnPostgres {
     /// Creates, starts and migrates a new cluster on a free port.
     pub async fn start() -> Self {
         let dir = instance_dir("pg");
-        let port = free_port(56000 + (std::process::id() % 500) as u16);
+        let port = free_port(56000 + (std::process::id() % 500) as u16 + spread());
         instance(&["pg-start", path(&dir), &port.to_string()]);
         let pg = Self { dir, port };
         inventory_postgres::run_migrations(&pg.url())
@@ -63,7 +71,7 @@ impl OwnPostgres {
     /// certificate and key in `certs` (`server.crt`, `server.key`); not migrated.
     pub fn start_tls(certs: &Path) -> Self {
         let dir = instance_dir("pg");
-        let port = free_port(56500 + (std::process::id() % 400) as u16);
+        let port = free_port(56500 + (std::process::id() % 400) as u16 + spread());
         instance(&["pg-start", path(&dir), &port.to_string(), path(certs)]);
         Self { dir, port }
     }
@@ -109,7 +117,7 @@ impl OwnKafka {
     /// Formats and starts a new broker on free ports.
     pub fn start() -> Self {
         let dir = instance_dir("kafka");
-        let port = free_port(29092 + (std::process::id() % 500) as u16);
+        let port = free_port(29092 + (std::process::id() % 500) as u16 + spread());
         let controller_port: u16 = instance(&["free-port", &(port + 1).to_string(), &port.to_string()])
             .parse()
             .expect("a port number");
@@ -127,7 +135,7 @@ impl OwnKafka {
     /// created by Kafka's own tooling (`SCRAM-SHA-512=[name=u,password=p]`).
     pub fn start_with(extra: &str, scram_users: &[&str]) -> Self {
         let dir = instance_dir("kafka");
-        let port = free_port(30092 + (std::process::id() % 500) as u16);
+        let port = free_port(30092 + (std::process::id() % 500) as u16 + spread());
         let controller_port: u16 = instance(&["free-port", &(port + 1).to_string(), &port.to_string()])
             .parse()
             .expect("a port number");
