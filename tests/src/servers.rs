@@ -116,18 +116,7 @@ pub struct OwnKafka {
 impl OwnKafka {
     /// Formats and starts a new broker on free ports.
     pub fn start() -> Self {
-        let dir = instance_dir("kafka");
-        let port = free_port(29092 + (std::process::id() % 500) as u16 + spread());
-        let controller_port: u16 = instance(&["free-port", &(port + 1).to_string(), &port.to_string()])
-            .parse()
-            .expect("a port number");
-        let kafka = Self {
-            dir,
-            port,
-            controller_port,
-        };
-        kafka.start_again();
-        kafka
+        Self::start_with("", &[])
     }
 
     /// Formats and starts a new broker whose configuration ends with `extra` (Java properties:

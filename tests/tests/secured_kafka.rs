@@ -5,7 +5,6 @@
 //! instead of hanging it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use inventory_app::settings::{SaslMechanism, SecurityProtocol, Settings};
@@ -14,23 +13,10 @@ use inventory_tests::app::{AppOptions, TestApp, settings};
 use inventory_tests::db::TestDb;
 use inventory_tests::kafka::{Reader, Topics, order_created, producer_with, send, send_json};
 use inventory_tests::servers::OwnKafka;
-use inventory_tests::{unique, workspace_root};
+use inventory_tests::{openssl, unique, workspace_root};
 
 const USER: &str = "inventory-service";
 const PASSWORD: &str = "scram-password-of-the-test";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA; the broker's certificate for `localhost` and its PEM keystore (key, then chain); a client
 /// certificate for mutual TLS.

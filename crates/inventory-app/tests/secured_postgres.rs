@@ -5,26 +5,12 @@
 //! connection are refused with an error that says why.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use inventory_tests::kafka::{Reader, Topics, order_created, producer, send_json};
 use inventory_tests::process::ServiceProcess;
 use inventory_tests::servers::OwnPostgres;
-use inventory_tests::{stack, unique, workspace_root};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use inventory_tests::{openssl, stack, unique, workspace_root};
 
 /// A CA, a server certificate for `localhost` signed by it, and an unrelated CA.
 fn certificates(dir: &Path) {
@@ -89,7 +75,7 @@ fn certificates(dir: &Path) {
 
 /// `inventory-app migrate` against `url`: (exit status, stdout + stderr).
 fn migrate(url: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_inventory-app"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inventory-app"))
         .arg("migrate")
         .env("DATABASE_URL", url)
         .output()

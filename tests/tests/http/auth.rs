@@ -153,39 +153,43 @@ async fn without_a_key_protected_routes_fail_closed() {
     app.stop().await;
 }
 
-fn openssl(args: &[&str]) {
-    let status = std::process::Command::new("openssl")
-        .args(args)
-        .status()
-        .expect("openssl is installed (apt-get install openssl)");
-    assert!(status.success(), "openssl {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_keys_verify_rs256_and_es256_and_refuse_algorithm_switching() {
     let dir = std::env::temp_dir().join(inventory_tests::unique("keys"));
     std::fs::create_dir_all(&dir).unwrap();
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &path("rsa.pem"),
-    ]);
-    openssl(&["pkey", "-in", &path("rsa.pem"), "-pubout", "-out", &path("rsa.pub")]);
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        &path("ec.pem"),
-    ]);
-    openssl(&["pkey", "-in", &path("ec.pem"), "-pubout", "-out", &path("ec.pub")]);
+    inventory_tests::openssl(
+        &dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &path("rsa.pem"),
+        ],
+    );
+    inventory_tests::openssl(
+        &dir,
+        &["pkey", "-in", &path("rsa.pem"), "-pubout", "-out", &path("rsa.pub")],
+    );
+    inventory_tests::openssl(
+        &dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &path("ec.pem"),
+        ],
+    );
+    inventory_tests::openssl(
+        &dir,
+        &["pkey", "-in", &path("ec.pem"), "-pubout", "-out", &path("ec.pub")],
+    );
     let db = TestDb::new().await;
     let body = json!({"productId": "p", "quantity": 1});
     for (public, private, algorithm) in [
