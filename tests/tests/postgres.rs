@@ -172,6 +172,46 @@ async fn creating_the_same_product_twice_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn a_connection_that_answers_read_only_is_dropped_not_reused() {
+    // A standby, or a primary demoted after the connection was opened, answers writes with
+    // 25006. Here every session of this URL is read-only, as on a standby.
+    let db = TestDb::new().await;
+    let read_only_url = format!("{}%20-c%20default_transaction_read_only%3Don", db.url);
+    let config = PoolConfig {
+        max_size: 1,
+        min_idle: 1,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    let repo = PgRepository::new(pool(&read_only_url, &config), &config);
+    let before = repo.pool().state().statistics.connections_closed_broken;
+    let mut ledger = Ledger::new(Snapshot::default(), Utc::now(), chrono::Duration::minutes(1));
+    ledger.add_stock(&pid("ro"), qty(2), &admin()).unwrap();
+    let changes = ledger.into_changes();
+    for attempt in 1..=2u64 {
+        let err = repo.save(&changes).await.expect_err("a read-only node takes no write");
+        assert!(
+            matches!(err, RepoError::Unavailable(_)),
+            "read-only is transient (another node is primary), got {err:?}"
+        );
+        // Dropped when handed back (has_broken), so the next checkout connects anew.
+        let closed = repo.pool().state().statistics.connections_closed_broken - before;
+        assert_eq!(closed, attempt, "the read-only connection was put back into the pool");
+    }
+    // A conflict is no reason to drop a connection.
+    let repo = self::repo(&db, 1);
+    let mut first = Ledger::new(Snapshot::default(), Utc::now(), chrono::Duration::minutes(1));
+    first.add_stock(&pid("rw"), qty(2), &admin()).unwrap();
+    repo.save(&first.into_changes()).await.unwrap();
+    let mut second = Ledger::new(Snapshot::default(), Utc::now(), chrono::Duration::minutes(1));
+    second.add_stock(&pid("rw"), qty(2), &admin()).unwrap();
+    assert!(matches!(
+        repo.save(&second.into_changes()).await,
+        Err(RepoError::Conflict)
+    ));
+    assert_eq!(repo.pool().state().statistics.connections_closed_broken, 0);
+}
+
+#[tokio::test]
 async fn check_constraints_refuse_bad_rows_written_with_raw_sql() {
     let db = TestDb::new().await;
     let svc = service(repo(&db, 2), 3);

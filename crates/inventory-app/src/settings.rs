@@ -150,6 +150,14 @@ pub struct KafkaSettings {
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = KafkaConfig::DEFAULT_PARTITIONS,
           value_parser = value_parser!(i32).range(1..=10_000))]
     pub kafka_topic_partitions: i32,
+    /// Replication factor of topics the service creates when missing (1-32); 3 on a production cluster.
+    #[arg(long, env = "KAFKA_TOPIC_REPLICATION_FACTOR", default_value_t = 1,
+          value_parser = value_parser!(i32).range(1..=32))]
+    pub kafka_topic_replication_factor: i32,
+    /// `min.insync.replicas` of topics the service creates (1-32; the broker's default when unset):
+    /// with `acks=all`, how many replicas must hold an event before it counts as published.
+    #[arg(long, env = "KAFKA_TOPIC_MIN_INSYNC_REPLICAS", value_parser = value_parser!(i32).range(1..=32))]
+    pub kafka_topic_min_insync_replicas: Option<i32>,
     /// Most records handled in one database transaction (1-10000).
     #[arg(long, env = "KAFKA_BATCH_MAX", default_value_t = KafkaConfig::DEFAULT_BATCH_MAX,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
@@ -308,6 +316,8 @@ impl KafkaSettings {
         config.payment_topic = self.kafka_payment_topic.clone();
         config.inventory_topic = self.kafka_inventory_topic.clone();
         config.partitions = self.kafka_topic_partitions;
+        config.replication_factor = self.kafka_topic_replication_factor;
+        config.min_insync_replicas = self.kafka_topic_min_insync_replicas;
         config.batch_max = self.kafka_batch_max;
         config.session_timeout = Duration::from_millis(self.kafka_session_timeout_ms);
         config.max_poll_interval = Duration::from_millis(self.kafka_max_poll_interval_ms);
@@ -422,6 +432,14 @@ impl KafkaSettings {
         if self.kafka_ssl_certificate_location.is_some() != self.kafka_ssl_key_location.is_some() {
             return Err("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together".to_owned());
         }
+        let min_insync = self.kafka_topic_min_insync_replicas.unwrap_or(1);
+        if min_insync > self.kafka_topic_replication_factor {
+            return Err(format!(
+                "KAFKA_TOPIC_MIN_INSYNC_REPLICAS ({min_insync}) cannot exceed KAFKA_TOPIC_REPLICATION_FACTOR ({}): \
+                 no event could ever be published",
+                self.kafka_topic_replication_factor
+            ));
+        }
         if self.kafka_max_poll_interval_ms < self.kafka_session_timeout_ms {
             return Err(format!(
                 "KAFKA_MAX_POLL_INTERVAL_MS ({}) must be at least KAFKA_SESSION_TIMEOUT_MS ({})",
@@ -441,6 +459,8 @@ impl Default for KafkaSettings {
             kafka_payment_topic: KafkaConfig::DEFAULT_PAYMENT_TOPIC.to_owned(),
             kafka_inventory_topic: KafkaConfig::DEFAULT_INVENTORY_TOPIC.to_owned(),
             kafka_topic_partitions: KafkaConfig::DEFAULT_PARTITIONS,
+            kafka_topic_replication_factor: 1,
+            kafka_topic_min_insync_replicas: None,
             kafka_batch_max: KafkaConfig::DEFAULT_BATCH_MAX,
             kafka_session_timeout_ms: KafkaConfig::DEFAULT_SESSION_TIMEOUT_MS,
             kafka_max_poll_interval_ms: KafkaConfig::DEFAULT_MAX_POLL_INTERVAL_MS,
@@ -618,5 +638,29 @@ mod tests {
         );
         assert_eq!(property_name("KAFKA_PROPERTY_").as_deref(), None);
         assert_eq!(property_name("KAFKA_GROUP_ID").as_deref(), None);
+    }
+
+    #[test]
+    fn min_insync_replicas_beyond_the_replication_factor_is_refused() {
+        let mut settings = KafkaSettings {
+            kafka_topic_replication_factor: 3,
+            kafka_topic_min_insync_replicas: Some(2),
+            ..KafkaSettings::default()
+        };
+        assert_eq!(settings.validate(), Ok(()));
+        settings.kafka_topic_min_insync_replicas = Some(4);
+        let refused = settings.validate().expect_err("4 of 3 replicas can never be in sync");
+        assert!(refused.contains("KAFKA_TOPIC_MIN_INSYNC_REPLICAS (4)"), "{refused}");
+        // The broker's default (unset) with the default factor of 1 is fine.
+        assert_eq!(KafkaSettings::default().validate(), Ok(()));
+        let config = KafkaSettings {
+            kafka_bootstrap_servers: Some("a:9092".into()),
+            kafka_topic_replication_factor: 3,
+            kafka_topic_min_insync_replicas: Some(2),
+            ..KafkaSettings::default()
+        }
+        .config()
+        .expect("configured");
+        assert_eq!((config.replication_factor, config.min_insync_replicas), (3, Some(2)));
     }
 }

@@ -118,9 +118,16 @@ async fn create_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
         KafkaConfig::dead_letter_topic(&config.order_topic),
         KafkaConfig::dead_letter_topic(&config.payment_topic),
     ];
+    let min_insync = config.min_insync_replicas.map(|n| n.to_string());
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|n| NewTopic::new(n, config.partitions, TopicReplication::Fixed(1)))
+        .map(|n| {
+            let topic = NewTopic::new(n, config.partitions, TopicReplication::Fixed(config.replication_factor));
+            match &min_insync {
+                Some(value) => topic.set("min.insync.replicas", value),
+                None => topic,
+            }
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &options).await? {

@@ -22,6 +22,10 @@ pub struct KafkaConfig {
     pub inventory_topic: String,
     /// Partitions of topics this service creates.
     pub partitions: i32,
+    /// Replication factor of topics this service creates.
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of topics this service creates (the broker's default when `None`).
+    pub min_insync_replicas: Option<i32>,
     /// Most records handled in one database transaction.
     pub batch_max: usize,
     /// How long to wait for more records once one has arrived.
@@ -114,6 +118,8 @@ impl KafkaConfig {
             payment_topic: Self::DEFAULT_PAYMENT_TOPIC.into(),
             inventory_topic: Self::DEFAULT_INVENTORY_TOPIC.into(),
             partitions: Self::DEFAULT_PARTITIONS,
+            replication_factor: 1,
+            min_insync_replicas: None,
             batch_max: Self::DEFAULT_BATCH_MAX,
             batch_linger: Duration::from_millis(2),
             source: "/inventory-service".into(),

@@ -133,6 +133,20 @@ impl From<TxError> for RepoError {
     }
 }
 
+/// A connection that answered "read-only" (25006) is on a standby, or on a primary demoted since
+/// it was opened: it must not go back to the pool. Marking its transaction state broken makes the
+/// pool drop it (`has_broken`), and the next connection finds the primary again
+/// (`target_session_attrs=read-write`).
+pub(crate) fn discard_if_read_only(conn: &mut diesel_async::AsyncPgConnection, e: &TxError) {
+    use diesel_async::TransactionManager;
+    if let TxError::Db(DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _)) = e {
+        tracing::warn!("the database answered read-only (a standby or a demoted primary): dropping the connection");
+        metrics::counter!("db_pool_broken_connections_total").increment(1);
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::TransactionManager::transaction_manager_status_mut(conn)
+            .set_in_error();
+    }
+}
+
 /// A check constraint's refusal, with the constraint's name in front.
 #[derive(Debug, thiserror::Error)]
 #[error("check constraint {constraint} refused the change")]

@@ -54,7 +54,7 @@ struct BacklogRow {
 impl OutboxStore for PgRepository {
     async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<Relayed, RepoError> {
         let mut conn = self.conn().await?;
-        let relayed = conn
+        let relayed: Result<Relayed, TxError> = conn
             .transaction(async |tx| {
                 let lock: LockRow =
                     diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, 'outbox'::regclass::oid::int4) AS locked")
@@ -99,9 +99,11 @@ impl OutboxStore for PgRepository {
                     .await?;
                 Ok(Relayed::Published(events.len()))
             })
-            .await
-            .map_err(RepoError::from)?;
-        Ok(relayed)
+            .await;
+        if let Err(e) = &relayed {
+            crate::errors::discard_if_read_only(&mut conn, e);
+        }
+        Ok(relayed.map_err(RepoError::from)?)
     }
 
     async fn backlog(&self) -> Result<OutboxBacklog, RepoError> {

@@ -266,9 +266,13 @@ impl InventoryRepository for PgRepository {
             return Ok(());
         }
         let mut conn = self.conn().await?;
-        conn.transaction(async |tx| crate::writes::write_changes(tx, changes).await)
-            .await
-            .map_err(RepoError::from)?;
+        let result = conn
+            .transaction(async |tx| crate::writes::write_changes(tx, changes).await)
+            .await;
+        if let Err(e) = &result {
+            crate::errors::discard_if_read_only(&mut conn, e);
+        }
+        result.map_err(RepoError::from)?;
         if !changes.outbox.is_empty() {
             self.outbox_written.notify_one();
         }
