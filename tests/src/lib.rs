@@ -7,6 +7,7 @@
 //! the test fails with what to run; it never skips.
 
 pub mod app;
+pub mod chaos;
 pub mod db;
 pub mod http;
 pub mod kafka;

@@ -54,6 +54,16 @@ impl ServiceProcess {
             .collect()
     }
 
+    /// Its log lines so far, parsed where they are JSON (as text where not).
+    pub fn lines_lossy(&self) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::Value::String(l.clone())))
+            .collect()
+    }
+
     /// The HTTP address, from the log line that announces it (waits up to 60 s).
     pub async fn http_addr(&mut self) -> String {
         let started = Instant::now();
@@ -76,6 +86,29 @@ impl ServiceProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "KILL", "TERM") and waits up to `within` for the exit; its status, or
+    /// `None` if it did not exit in time (then it is SIGKILLed and reaped).
+    pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Some(exit);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
     }
 
     /// SIGTERM, then waits (up to 60 s) for a clean exit.
