@@ -208,3 +208,92 @@ kafka_stop() {
   fi
   rm -f "$1/broker.pid"
 }
+
+# --- Used by cluster.sh (three brokers, pg_auto_failover); the functions above are unchanged. ---
+
+# proc_running PID: the process exists and is not a zombie (kill -0 succeeds on zombies).
+proc_running() {
+  local stat state
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  state="${stat##*) }"; state="${state%% *}"
+  case "$state" in Z|X|"") return 1 ;; esac
+}
+
+# proc_tree PID...: the pids given and all their descendants (live or not), one a line.
+proc_tree() {
+  ps -eo pid=,ppid= | awk -v roots="$*" '
+    BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
+    { parent[$1] = $2 }
+    END {
+      do { added = 0
+        for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; added = 1 }
+      } while (added)
+      for (p in keep) print p
+    }'
+}
+
+# pg_owned_dir DIR: DIR exists and belongs to the PostgreSQL owner (when root); kept in
+# /var/tmp and linked when a parent folder is closed to that user (as pg_init does).
+pg_owned_dir() {
+  local dir="$1"
+  [ -d "$dir" ] && { [ "$(id -u)" != 0 ] || runuser -u "$PG_OS_USER" -- test -w "$dir/"; } && return 0
+  mkdir -p "$(dirname "$dir")"
+  if [ "$(id -u)" = 0 ]; then
+    chmod o+x "$(dirname "$dir")"
+    if ! runuser -u "$PG_OS_USER" -- test -x "$(dirname "$dir")"; then
+      local real
+      real="/var/tmp/inventory-pg-$(printf '%s' "$dir" | md5sum | cut -c1-12)"
+      rm -rf "$real" "$dir"
+      mkdir -p "$real"
+      ln -s "$real" "$dir"
+    fi
+    mkdir -p "$dir"
+    chown "$PG_OS_USER" "$dir/" && chmod 700 "$dir/"
+  else
+    mkdir -p "$dir"
+  fi
+}
+
+# kafka_tools_assemble DIR: Kafka's command-line tools jar (kafka-tools, same version as the
+# broker in pom.xml; its other dependencies are in KAFKA_LIBS) into DIR.
+kafka_tools_assemble() {
+  local dir="$1" version
+  version="$(sed -n 's#.*<kafka.version>\(.*\)</kafka.version>.*#\1#p' "$KAFKA_SRC/pom.xml")"
+  [ -f "$dir/kafka-tools-$version.jar" ] && return 0
+  log "fetching kafka-tools $version from Maven Central into $dir"
+  rm -rf "$dir"; mkdir -p "$dir"
+  mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+    -Dartifact="org.apache.kafka:kafka-tools:$version" -DoutputDirectory="$dir" >&2
+}
+
+# kafka_format DIR CLUSTER_ID: formats DIR/data for DIR/server.properties (once).
+kafka_format() {
+  local dir="$1"
+  [ -f "$dir/data/meta.properties" ] && return 0
+  log "formatting KRaft storage in $dir/data"
+  java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$dir" \
+    kafka.tools.StorageTool format -t "$2" -c "$dir/server.properties" >/dev/null
+}
+
+# kafka_launch DIR: starts the broker of DIR/server.properties in its own session (a
+# signal to the caller's process group does not reach it), with a fresh DIR/broker.log and
+# DIR/broker.pid; does not wait (see kafka_wait_started).
+kafka_launch() {
+  local dir="$1"
+  rm -f "$dir/broker.log"
+  setsid nohup java -Xms256m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$dir" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" > "$dir/stdout.log" 2>&1 < /dev/null &
+  echo $! > "$dir/broker.pid"
+}
+
+# kafka_wait_started DIR SECONDS: until the broker logs its start-up line; fails if it exits.
+kafka_wait_started() {
+  local dir="$1" i
+  for _ in $(seq 1 $(( $2 * 2 ))); do
+    grep -q "Kafka Server started\|started (kafka.server.KafkaRaftServer)" "$dir/broker.log" 2>/dev/null && return 0
+    kafka_pid "$dir" >/dev/null || { tail -n 30 "$dir/stdout.log" "$dir/broker.log" >&2 || true; die "Kafka in $dir exited during start-up"; }
+    sleep 0.5
+  done
+  die "Kafka in $dir did not report start-up within $2 s; see $dir/broker.log"
+}
