@@ -144,3 +144,15 @@ fuzz-api: stack-up
     token="$(./target/release/inventory-app token --role ADMIN --role SYSTEM)"
     st run http://127.0.0.1:18181/api-docs/openapi.json -H "Authorization: Bearer $token" \
       --checks not_a_server_error --max-examples 200
+
+# Install (if missing) and start the local fault-injection cluster (three Kafka brokers, PostgreSQL with failover); write .local/cluster.env.
+cluster-up:
+    bash deploy/local/cluster.sh up
+
+# Stop the local fault-injection cluster (data is kept).
+cluster-down:
+    bash deploy/local/cluster.sh down
+
+# Say what of the local fault-injection cluster runs and which PostgreSQL node is primary.
+cluster-status:
+    bash deploy/local/cluster.sh status

@@ -66,8 +66,8 @@ PG_BASE="$CLUSTER/pg"        # owned by the PostgreSQL user: the three data fold
 PG_RUN="$CLUSTER/pg-run"     # ours: keepers' pid files and logs
 PG_DB=inventory_db
 FORMATION=default
-BROKERS="1 2 3"
-NODES="1 2"
+BROKERS=(1 2 3)
+NODES=(1 2)
 
 # ---------------------------------------------------------------- ports
 
@@ -164,7 +164,7 @@ kafka_start_brokers() {
 }
 
 kafka_stop_brokers() { # N...: SIGTERM to all at once, SIGKILL after 30 s
-  local n pid pids="" i
+  local n pid pids=""
   for n in "$@"; do
     if pid="$(kafka_pid "$(kdir "$n")")"; then
       kill -CONT "$pid" 2>/dev/null || true
@@ -172,7 +172,7 @@ kafka_stop_brokers() { # N...: SIGTERM to all at once, SIGKILL after 30 s
       pids="$pids $pid"
     fi
   done
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     local left=""
     for pid in $pids; do proc_running "$pid" && left="$left $pid"; done
     [ -z "$left" ] && break
@@ -186,9 +186,9 @@ kafka_stop_brokers() { # N...: SIGTERM to all at once, SIGKILL after 30 s
 kafka_up() {
   kafka_assemble
   kafka_tools_assemble "$TOOLS"
-  kafka_start_brokers $BROKERS
-  local i count=0
-  for i in $(seq 1 60); do
+  kafka_start_brokers "${BROKERS[@]}"
+  local count=0
+  for _ in $(seq 1 60); do
     count="$(kafka_registered)"
     [ "$count" = 3 ] && return 0
     sleep 1
@@ -226,8 +226,7 @@ nsql() { # N SQL: on node N, 3 s at most to connect
 pg_af_install() {
   pg_install
   command -v pg_autoctl >/dev/null || { log "installing pg_auto_failover"; apt_install postgresql-15-auto-failover; }
-  [ -x "$(pg_bin)/postgres" ] && "$(pg_bin)/postgres" --version | grep -q ' 15\.' \
-    || die "PostgreSQL 15 expected in $(pg_bin)"
+  if ! "$(pg_bin)/postgres" --version | grep -q ' 15\.'; then die "PostgreSQL 15 expected in $(pg_bin)"; fi
 }
 
 # keeper_pid NAME (monitor, 1, 2): the pid of its running `pg_autoctl run`.
@@ -256,7 +255,7 @@ clear_stale_locks() {
   fi
   while IFS= read -r f; do
     pid="$(head -1 "$f" 2>/dev/null)" || continue
-    [ -n "$pid" ] && proc_running "$pid" || rm -f "$f"
+    if [ -z "$pid" ] || ! proc_running "$pid"; then rm -f "$f"; fi
   done < <(find "$PG_BASE/xdg/run" -name pg_autoctl.pid -path "*$(basename "$dir")*" 2>/dev/null)
 }
 
@@ -280,15 +279,17 @@ keeper_start() {
 
 # keeper_stop NAME: SIGTERM (pg_autoctl stops its postgres), SIGKILL of everything after 30 s.
 keeper_stop() {
-  local name="$1" pid dir i
+  local name="$1" pid dir tree
   dir="$(pgdir "$name")"
   if pid="$(keeper_pid "$name")"; then
-    kill -CONT $(proc_tree "$pid") 2>/dev/null || true
+    mapfile -t tree < <(proc_tree "$pid")
+    kill -CONT "${tree[@]}" 2>/dev/null || true
     kill "$pid"
-    for i in $(seq 1 60); do proc_running "$pid" || break; sleep 0.5; done
+    for _ in $(seq 1 60); do proc_running "$pid" || break; sleep 0.5; done
     if proc_running "$pid"; then
       log "the $name keeper did not stop in 30 s: SIGKILL"
-      kill -9 $(proc_tree "$pid") 2>/dev/null || true
+      mapfile -t tree < <(proc_tree "$pid")
+      kill -9 "${tree[@]}" 2>/dev/null || true
     fi
   fi
   rm -f "$PG_RUN/$name.pid"
@@ -302,7 +303,10 @@ keeper_stop() {
 # machine's memory), included after its file: the last setting wins.
 pg_cluster_conf() { # DIR [monitor]
   local dir="$1" conf
+  # pg_init turns Unix sockets off; pg_autoctl needs one: it starts Postgres without TCP for
+  # the crash recovery before a pg_rewind (a node that was SIGKILLed and rejoins).
   conf="listen_addresses = '127.0.0.1'
+unix_socket_directories = '$(pg_sock_dir)'
 max_connections = 300
 shared_buffers = '128MB'
 effective_cache_size = '1GB'
@@ -327,6 +331,12 @@ pgautofailover.startup_grace_period = 5000"
     || printf "include_if_exists 'postgresql-cluster.conf'\n" | as_pg_owner tee -a "$dir/postgresql.conf" >/dev/null
 }
 
+# Where the nodes' Unix sockets go (a socket's path has at most 107 bytes).
+pg_sock_dir() {
+  if [ "${#PG_BASE}" -le 80 ]; then echo "$PG_BASE/sock"
+  else echo "/tmp/inventory-pg-sock-$(printf '%s' "$PG_BASE" | md5sum | cut -c1-12)"; fi
+}
+
 keeper_timeouts() { # DIR
   autoctl config set --pgdata "$1" timeout.network_partition_timeout 4 >/dev/null
   autoctl config set --pgdata "$1" timeout.prepare_promotion_walreceiver 2 >/dev/null
@@ -347,8 +357,7 @@ monitor_up() {
     touch "$PG_RUN/monitor.created"
   fi
   keeper_start monitor
-  local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     msql "select 1" >/dev/null 2>&1 && return 0
     keeper_pid monitor >/dev/null || { tail -20 "$PG_RUN/monitor.log" >&2; die "the monitor's pg_autoctl exited"; }
     sleep 0.5
@@ -402,8 +411,7 @@ formation_healthy() { # a primary and a secondary, both settled
 }
 
 wait_formation() { # SECONDS
-  local i
-  for i in $(seq 1 $(( $1 * 2 ))); do
+  for _ in $(seq 1 $(( $1 * 2 ))); do
     formation_healthy && return 0
     sleep 0.5
   done
@@ -413,13 +421,13 @@ wait_formation() { # SECONDS
 pg_up() {
   pg_af_install
   pg_owned_dir "$PG_BASE"
+  pg_owned_dir "$(pg_sock_dir)"
   mkdir -p "$PG_RUN"
   monitor_up
   node_up 1
   # Node 2's base backup needs node 1 up as primary (single).
   if [ ! -f "$PG_RUN/node2.created" ]; then
-    local i
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
       [ "$(node_state 1 2>/dev/null)" = "single single" ] && break
       keeper_pid 1 >/dev/null || { tail -20 "$PG_RUN/1.log" >&2; die "node 1's pg_autoctl exited"; }
       sleep 0.5
@@ -479,7 +487,7 @@ status() {
   if [ ! -f "$PORTS_FILE" ]; then echo "cluster: not set up"; return 0; fi
   load_ports
   local n pid
-  for n in $BROKERS; do
+  for n in "${BROKERS[@]}"; do
     if pid="$(kafka_pid "$(kdir "$n")")"; then
       local st; st="$(sed -n 's/^State:\s*//p' "/proc/$pid/status" 2>/dev/null)"
       echo "kafka broker $n: running (pid $pid, 127.0.0.1:$(kafka_port "$n"), $st)"
@@ -487,7 +495,7 @@ status() {
       echo "kafka broker $n: stopped (127.0.0.1:$(kafka_port "$n"))"
     fi
   done
-  for n in monitor $NODES; do
+  for n in monitor "${NODES[@]}"; do
     local label="postgres node $n" port
     if [ "$n" = monitor ]; then label="pg monitor"; port="$PG_MONITOR_PORT"; else port="$(node_port "$n")"; fi
     if pid="$(keeper_pid "$n")"; then
@@ -516,29 +524,27 @@ pg_primary_or_die() {
 }
 
 pg_kill_primary() {
-  local p dir roots="" pid
+  local p dir roots=() pid keeper=none postmaster=none tree
+  load_ports
   p="$(pg_primary_or_die)"
   dir="$(pgdir "$p")"
-  if pid="$(keeper_pid "$p")"; then roots="$roots $pid"; fi
-  if pid="$(postmaster_pid "$dir")"; then roots="$roots $pid"; fi
-  [ -n "$roots" ] || die "node $p is primary for the monitor but neither its keeper nor its postgres runs"
-  local tree
-  tree="$(proc_tree $roots | tr '\n' ' ')"
+  if pid="$(keeper_pid "$p")"; then roots+=("$pid"); keeper="$pid"; fi
+  if pid="$(postmaster_pid "$dir")"; then roots+=("$pid"); postmaster="$pid"; fi
+  [ "${#roots[@]}" -gt 0 ] || die "node $p is primary for the monitor but neither its keeper nor its postgres runs"
+  mapfile -t tree < <(proc_tree "${roots[@]}")
   # Freeze first, so no process of the tree reacts to another's death (restart, clean stop).
-  # shellcheck disable=SC2086
-  kill -STOP $tree 2>/dev/null || true
-  # shellcheck disable=SC2086
-  kill -KILL $tree 2>/dev/null || true
+  kill -STOP "${tree[@]}" 2>/dev/null || true
+  kill -KILL "${tree[@]}" 2>/dev/null || true
   rm -f "$PG_RUN/$p.pid"
-  log "SIGKILLed primary node $p (port $(node_port "$p")): keeper and postgres, pids $tree"
+  log "SIGKILLed primary node $p (port $(node_port "$p")): keeper $keeper, postmaster $postmaster, ${#tree[@]} processes in all"
   echo "$p"
 }
 
 pg_wait_primary() {
-  local old="$1" i p start=$SECONDS
+  local old="$1" p start=$SECONDS
   check_node "$old"
   load_ports
-  for i in $(seq 1 180); do
+  for _ in $(seq 1 180); do
     p="$(monitor_primary 2>/dev/null)" || p=""
     if [ -n "$p" ] && [ "$p" != "$old" ] && [ "$(nsql "$p" "select not pg_is_in_recovery()" 2>/dev/null)" = t ]; then
       log "node $p is primary and writable (after $((SECONDS - start)) s of waiting)"
@@ -551,7 +557,7 @@ pg_wait_primary() {
 }
 
 pg_rejoin() {
-  local n="$1" start=$SECONDS i
+  local n="$1" start=$SECONDS
   check_node "$n"
   load_ports
   keeper_start "$n"
@@ -590,12 +596,12 @@ case "$cmd" in
     ;;
   down)
     if [ -f "$PORTS_FILE" ]; then load_ports; fi
-    kafka_stop_brokers $BROKERS
+    kafka_stop_brokers "${BROKERS[@]}"
     pg_down
     ;;
   reset)
     if [ -f "$PORTS_FILE" ]; then load_ports; fi
-    kafka_stop_brokers $BROKERS
+    kafka_stop_brokers "${BROKERS[@]}"
     pg_down
     [ -L "$PG_BASE" ] && rm -rf "$(readlink "$PG_BASE")"
     rm -rf "$PG_BASE" "$PG_RUN" "$CLUSTER"/kafka-* "$CLUSTER/kafka-cluster-id" "$PORTS_FILE" "$ENV_FILE"
@@ -623,7 +629,7 @@ case "$cmd" in
     fi
     ;;
   broker-port) check_broker "${1:-}"; load_ports; kafka_port "$1" ;;
-  pg-primary) p="$(pg_primary_or_die)"; log "primary: node $p"; echo "$p" ;;
+  pg-primary) load_ports; p="$(pg_primary_or_die)"; log "primary: node $p"; echo "$p" ;;
   pg-kill-primary) pg_kill_primary ;;
   pg-wait-primary) pg_wait_primary "${1:-}" ;;
   pg-rejoin) pg_rejoin "${1:-}" ;;

@@ -289,7 +289,7 @@ kafka_launch() {
 
 # kafka_wait_started DIR SECONDS: until the broker logs its start-up line; fails if it exits.
 kafka_wait_started() {
-  local dir="$1" i
+  local dir="$1"
   for _ in $(seq 1 $(( $2 * 2 ))); do
     grep -q "Kafka Server started\|started (kafka.server.KafkaRaftServer)" "$dir/broker.log" 2>/dev/null && return 0
     kafka_pid "$dir" >/dev/null || { tail -n 30 "$dir/stdout.log" "$dir/broker.log" >&2 || true; die "Kafka in $dir exited during start-up"; }
