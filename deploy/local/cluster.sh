@@ -253,10 +253,11 @@ clear_stale_locks() {
   if pid="$(head -1 "$dir/postmaster.pid" 2>/dev/null)" && [ -n "$pid" ] && ! proc_running "$pid"; then
     rm -f "$dir/postmaster.pid"
   fi
-  while IFS= read -r f; do
+  # pg_autoctl's own pid file: in XDG_RUNTIME_DIR, or /tmp/pg_autoctl when that did not exist.
+  for f in "$PG_BASE/xdg/run/pg_autoctl$dir/pg_autoctl.pid" "/tmp/pg_autoctl$dir/pg_autoctl.pid"; do
     pid="$(head -1 "$f" 2>/dev/null)" || continue
     if [ -z "$pid" ] || ! proc_running "$pid"; then rm -f "$f"; fi
-  done < <(find "$PG_BASE/xdg/run" -name pg_autoctl.pid -path "*$(basename "$dir")*" 2>/dev/null)
+  done
 }
 
 # keeper_start NAME: `pg_autoctl run` in the background as the owner, in its own session
@@ -410,9 +411,17 @@ formation_healthy() { # a primary and a secondary, both settled
   return 1
 }
 
+# The monitor's view, and both nodes answer (the monitor may not have noticed yet that a
+# node was killed), the primary read-write.
+formation_ready() {
+  local p
+  formation_healthy && nsql 1 "select 1" >/dev/null 2>&1 && nsql 2 "select 1" >/dev/null 2>&1 \
+    && p="$(monitor_primary)" && [ "$(nsql "$p" "select not pg_is_in_recovery()" 2>/dev/null)" = t ]
+}
+
 wait_formation() { # SECONDS
   for _ in $(seq 1 $(( $1 * 2 ))); do
-    formation_healthy && return 0
+    formation_ready && return 0
     sleep 0.5
   done
   return 1
@@ -422,6 +431,7 @@ pg_up() {
   pg_af_install
   pg_owned_dir "$PG_BASE"
   pg_owned_dir "$(pg_sock_dir)"
+  pg_owned_dir "$PG_BASE/xdg/run"
   mkdir -p "$PG_RUN"
   monitor_up
   node_up 1
@@ -562,7 +572,7 @@ pg_rejoin() {
   load_ports
   keeper_start "$n"
   for _ in $(seq 1 240); do
-    if formation_healthy && [ "$(node_state "$n")" = "secondary secondary" ]; then
+    if [ "$(node_state "$n" 2>/dev/null)" = "secondary secondary" ] && formation_ready; then
       log "node $n rejoined as secondary in $((SECONDS - start)) s"
       return 0
     fi
@@ -604,7 +614,7 @@ case "$cmd" in
     kafka_stop_brokers "${BROKERS[@]}"
     pg_down
     [ -L "$PG_BASE" ] && rm -rf "$(readlink "$PG_BASE")"
-    rm -rf "$PG_BASE" "$PG_RUN" "$CLUSTER"/kafka-* "$CLUSTER/kafka-cluster-id" "$PORTS_FILE" "$ENV_FILE"
+    rm -rf "$PG_BASE" "$PG_RUN" "/tmp/pg_autoctl$PG_BASE" "$CLUSTER"/kafka-* "$CLUSTER/kafka-cluster-id" "$PORTS_FILE" "$ENV_FILE"
     log "cluster data deleted"
     ;;
   status) status ;;
