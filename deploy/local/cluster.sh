@@ -45,7 +45,12 @@
 # and on each keeper ([timeout] of pg_autoctl.cfg): network_partition_timeout 4 s [20] (a
 # primary that reaches neither monitor nor standby demotes itself; kept below
 # primary_demote_timeout, so a partitioned primary stops before the standby is promoted),
-# prepare_promotion_walreceiver 2 s [5]. A SIGKILLed primary is failed over in about 10 s.
+# prepare_promotion_walreceiver 2 s [5]. Measured after a SIGKILL of the primary: the monitor
+# notices in about 3.5 s (the primary is in demote_timeout), waits primary_demote_timeout, and
+# the standby is primary and writable (wait_primary) 8 to 10 s after the kill; a killed node
+# rejoins as secondary (pg_rewind) in 3 to 7 s. Writes fail for that whole time: connections
+# to the killed primary are cut at once, and target_session_attrs=read-write finds no
+# writable host until the promotion.
 #
 # PostgreSQL: durable (fsync, synchronous_commit, full_page_writes on), max_connections 300,
 # trust on loopback, no TLS, superuser postgres, database inventory_db; both nodes take part
@@ -431,7 +436,7 @@ pg_up() {
   pg_af_install
   pg_owned_dir "$PG_BASE"
   pg_owned_dir "$(pg_sock_dir)"
-  pg_owned_dir "$PG_BASE/xdg/run"
+  as_pg_owner mkdir -p "$PG_BASE/xdg/config" "$PG_BASE/xdg/data" "$PG_BASE/xdg/run"
   mkdir -p "$PG_RUN"
   monitor_up
   node_up 1
@@ -530,6 +535,9 @@ pg_primary_or_die() {
   local p
   p="$(monitor_primary)" || die "the monitor does not answer on 127.0.0.1:$PG_MONITOR_PORT"
   [ -n "$p" ] || die "no primary now (formation: $(pg_show_state | tr -s ' \n' ' '))"
+  # The monitor notices a killed primary only after a few seconds: it must answer too.
+  [ "$(nsql "$p" "select not pg_is_in_recovery()" 2>/dev/null)" = t ] \
+    || die "no primary now: the monitor's primary, node $p, does not answer as a primary"
   echo "$p"
 }
 

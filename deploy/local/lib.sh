@@ -262,7 +262,7 @@ kafka_tools_assemble() {
   [ -f "$dir/kafka-tools-$version.jar" ] && return 0
   log "fetching kafka-tools $version from Maven Central into $dir"
   rm -rf "$dir"; mkdir -p "$dir"
-  mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+  mvn -q -B -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
     -Dartifact="org.apache.kafka:kafka-tools:$version" -DoutputDirectory="$dir" >&2
 }
 
