@@ -422,7 +422,7 @@ fn service_env(cluster: &Cluster, db: &TestDb, topics: &Topics, plan: &Plan) -> 
         ("KAFKA_MAX_POLL_INTERVAL_MS", "60000".to_owned()),
         ("KAFKA_WATCHDOG_BOUND_MS", "15000".to_owned()),
         ("JWT_SECRET", crate::app::TEST_JWT_SECRET.to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
+        ("RUST_LOG", "warn,inventory_app=info".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
