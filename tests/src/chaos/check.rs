@@ -172,7 +172,7 @@ pub async fn check(
     topics: &Topics,
     plan: &Plan,
     ledger: &Ledger,
-    drained: bool,
+    drained: Option<Duration>,
 ) -> Report {
     let mut report = Report {
         faults: ledger.faults.clone(),
@@ -191,8 +191,15 @@ pub async fn check(
     );
     report.add(
         "the stream drained",
-        format!("within {} s of the last fault", plan.drain.as_secs()),
-        if drained {
+        match drained {
+            Some(took) => format!(
+                "{:.1} s after the last order and fault (bound {} s)",
+                took.as_secs_f64(),
+                plan.drain.as_secs()
+            ),
+            None => format!("not within {} s", plan.drain.as_secs()),
+        },
+        if drained.is_some() {
             vec![]
         } else {
             vec!["orders, releases, commits or outbox rows were still pending".into()]
@@ -371,8 +378,23 @@ pub async fn check(
         }
     }
     let known: HashSet<&str> = ledger.orders.keys().map(String::as_str).collect();
-    for id in outcomes.keys().filter(|id| !known.contains(id.as_str())) {
-        bad.push(format!("an outcome for an order never sent: {id}"));
+    let mut invalid_answered = 0;
+    for (id, events) in outcomes.iter().filter(|(id, _)| !known.contains(id.as_str())) {
+        // A malformed order whose id could be read is answered INVALID_ORDER (and dead-lettered).
+        let invalid = ledger.malformed.contains(id)
+            && events.by_id.len() == 1
+            && events
+                .by_id
+                .values()
+                .all(|v| v["eventType"] == "StockReservationFailedEvent" && v["reason"] == "INVALID_ORDER");
+        if invalid {
+            invalid_answered += 1;
+        } else {
+            bad.push(format!(
+                "an outcome for an order never sent: {id}: {:?}",
+                events.by_id.values()
+            ));
+        }
     }
     let copies: usize = outcomes.values().map(|e| e.copies).sum();
     let distinct: usize = outcomes.values().map(|e| e.by_id.len()).sum();
@@ -380,7 +402,7 @@ pub async fn check(
         "every delivered order has exactly one outcome",
         format!(
             "{} orders delivered ({} sent, {} with their create sent twice); outcomes {by_reason:?}; \
-             {copies} outcome records, {distinct} distinct",
+             {copies} outcome records, {distinct} distinct; {invalid_answered} malformed orders answered INVALID_ORDER",
             delivered.len(),
             ledger.orders.len(),
             ledger.orders.values().filter(|o| o.copies > 1).count()

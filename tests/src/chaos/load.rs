@@ -532,8 +532,8 @@ impl Load {
     }
 
     /// Waits until every delivered order is answered, every follow-up has taken effect and the
-    /// outbox is empty; whether that happened within `within`.
-    pub(crate) async fn drain(&self, db: &TestDb, within: Duration) -> bool {
+    /// outbox is empty; how long that took, or `None` if not within `within`.
+    pub(crate) async fn drain(&self, db: &TestDb, within: Duration) -> Option<Duration> {
         let started = Instant::now();
         let mut last_report = Instant::now() - Duration::from_secs(10);
         loop {
@@ -578,10 +578,10 @@ impl Load {
                 last_report = Instant::now();
             }
             if done {
-                return true;
+                return Some(started.elapsed());
             }
             if started.elapsed() >= within {
-                return false;
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
