@@ -354,7 +354,7 @@ impl Load {
                     .await;
                 }
                 60..85 => {
-                    let units = rng.i64(1..=5);
+                    let units = rng.i64(1..=3);
                     let replay = rng.u32(0..100) < 10;
                     self.add(&product, units, replay).await;
                 }
@@ -371,7 +371,9 @@ impl Load {
                         )
                         .await;
                     if let Some((200, body)) = get {
-                        let count = (body["quantity"].as_i64().unwrap_or(0) + rng.i64(-2..=3)).max(0);
+                        // Counted at about what is on hold: stock stays scarce (orders fail
+                        // INSUFFICIENT_STOCK), and some counts fall below the holds and are refused.
+                        let count = (body["reserved"].as_i64().unwrap_or(0) + rng.i64(-1..=4)).max(0);
                         self.audit(&product, count).await;
                     }
                 }
