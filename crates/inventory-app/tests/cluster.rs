@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use inventory_tests::chaos::{cluster, cluster_op};
 use inventory_tests::db::TestDb;
 use inventory_tests::kafka::{Reader, Topics, order_created, producer_on, send_json};
 use inventory_tests::process::ServiceProcess;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 
 #[derive(QueryableByName)]
 struct Progress {
@@ -52,7 +52,10 @@ async fn set_min_insync(bootstrap: &str, topic: &str, value: &str) {
     let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
     change = change.set("min.insync.replicas", value);
     let results = admin
-        .alter_configs(&[change], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .alter_configs(
+            &[change],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .expect("alter configs");
     for r in results {
@@ -96,7 +99,9 @@ async fn outcomes_wait_in_the_outbox_while_too_few_replicas_are_in_sync_and_none
     let producer = producer_on(&bootstrap);
     let outcomes = Reader::on(&bootstrap, &topics.inventory);
     send_json(&producer, &topics.orders, &order_created("isr-warm", &[("isr-p", 1)])).await;
-    outcomes.next(Duration::from_secs(90), "the warm-up order's outcome").await;
+    outcomes
+        .next(Duration::from_secs(90), "the warm-up order's outcome")
+        .await;
 
     // Three in-sync replicas required, two up.
     set_min_insync(&bootstrap, &topics.inventory, "3").await;
@@ -124,7 +129,10 @@ async fn outcomes_wait_in_the_outbox_while_too_few_replicas_are_in_sync_and_none
     // The relay keeps failing while the replicas are missing: the outcomes stay.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let (_, unpublished) = progress(&db).await.expect("the database answers");
-    assert_eq!(unpublished, 20, "an outcome left the outbox while the topic could not take it");
+    assert_eq!(
+        unpublished, 20,
+        "an outcome left the outbox while the topic could not take it"
+    );
 
     let restarted = Instant::now();
     cluster_op(&["broker-start", "3"]).await.expect("start broker 3");
@@ -132,7 +140,9 @@ async fn outcomes_wait_in_the_outbox_while_too_few_replicas_are_in_sync_and_none
     let mut event_ids = HashSet::new();
     while answered.len() < orders.len() {
         let left = Duration::from_secs(120).saturating_sub(restarted.elapsed());
-        let r = outcomes.next(left, "the held outcomes after the replicas returned").await;
+        let r = outcomes
+            .next(left, "the held outcomes after the replicas returned")
+            .await;
         let order = r.value["orderId"].as_str().unwrap_or_default().to_owned();
         if orders.contains(&order) {
             assert_eq!(r.value["eventType"], "InventoryReservedEvent", "{}", r.value);
@@ -140,7 +150,10 @@ async fn outcomes_wait_in_the_outbox_while_too_few_replicas_are_in_sync_and_none
             answered.insert(order);
         }
     }
-    println!("20 outcomes published {:?} after the broker restarted", restarted.elapsed());
+    println!(
+        "20 outcomes published {:?} after the broker restarted",
+        restarted.elapsed()
+    );
     assert_eq!(event_ids.len(), 20, "one outcome per order (copies share an event id)");
     let started = Instant::now();
     loop {
@@ -149,7 +162,10 @@ async fn outcomes_wait_in_the_outbox_while_too_few_replicas_are_in_sync_and_none
             assert_eq!(decided, 21);
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "{unpublished} outbox rows left");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{unpublished} outbox rows left"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     set_min_insync(&bootstrap, &topics.inventory, "2").await;
