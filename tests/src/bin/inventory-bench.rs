@@ -106,6 +106,10 @@ fn pgbench(config: &Config, script: &str, clients: usize) -> Result<f64, Error> 
     let output = Command::new("pgbench")
         .args([
             "-n",
+            // The extended protocol with prepared statements, as a competent hand-written
+            // service would use: the fair baseline (the simple protocol parses every statement).
+            "-M",
+            "prepared",
             "-c",
             &clients.to_string(),
             "-j",
