@@ -261,13 +261,11 @@ impl Load {
             let order = value["orderId"].as_str().unwrap_or_default().to_owned();
             let mut seen = self.seen.lock().expect("seen");
             match value["eventType"].as_str() {
-                Some("InventoryReservedEvent") => {
-                    if seen.answered.insert(order.clone()) {
-                        seen.reserved.insert(order.clone());
-                        let fate = self.ledger.lock().expect("ledger").orders.get(&order).map(|o| o.fate);
-                        if matches!(fate, Some(Fate::Pay | Fate::Cancel | Fate::PaymentFails)) {
-                            let _ = follow_ups.send(order);
-                        }
+                Some("InventoryReservedEvent") if seen.answered.insert(order.clone()) => {
+                    seen.reserved.insert(order.clone());
+                    let fate = self.ledger.lock().expect("ledger").orders.get(&order).map(|o| o.fate);
+                    if matches!(fate, Some(Fate::Pay | Fate::Cancel | Fate::PaymentFails)) {
+                        let _ = follow_ups.send(order);
                     }
                 }
                 Some("StockReservationFailedEvent") => {
