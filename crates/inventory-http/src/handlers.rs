@@ -157,17 +157,52 @@ pub(crate) async fn read_body(mut payload: web::Payload) -> Result<Bytes, ApiErr
     Ok(body.freeze())
 }
 
+/// How long a browser or a shared cache may keep a public stock answer: one second, since stock
+/// moves; after that, `If-None-Match` revalidates it for the price of a 304.
+pub(crate) const STOCK_CACHE_CONTROL: &str = "public, max-age=1";
+
+/// A stock row's entity tag: its version, which every change of the row bumps.
+fn stock_etag(stock: &Inventory) -> String {
+    format!("\"{}\"", stock.version())
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`), by the weak comparison RFC 9110 asks for.
+fn none_match(request: &HttpRequest, etag: &str) -> bool {
+    request
+        .headers()
+        .get_all(actix_web::http::header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
 pub(crate) async fn get_stock<R: InventoryRepository, C: Clock>(
     state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    use actix_web::http::header::{CACHE_CONTROL, ETAG};
     let product = product_id("productId", path.into_inner())?;
     let stock = state
         .service
         .get_stock(&product)
         .await?
         .ok_or_else(|| ApiError::ProductNotFound(product.to_string()))?;
-    Ok(HttpResponse::Ok().json(StockView::from(&stock)))
+    let etag = stock_etag(&stock);
+    let headers = [(ETAG, etag.as_str()), (CACHE_CONTROL, STOCK_CACHE_CONTROL)];
+    if none_match(&request, &etag) {
+        let mut response = HttpResponse::NotModified();
+        for h in headers {
+            response.insert_header(h);
+        }
+        return Ok(response.finish());
+    }
+    let mut response = HttpResponse::Ok();
+    for h in headers {
+        response.insert_header(h);
+    }
+    Ok(response.json(StockView::from(&stock)))
 }
 
 /// The request's `Idempotency-Key`, bound to who sent what where.

@@ -93,11 +93,12 @@ pub const API: &[Route] = &[
     Route {
         method: "GET",
         path: "/api/inventory/{productId}",
-        summary: "Stock of one product.",
+        summary: "Stock of one product. ETag is its version; If-None-Match answers 304 while it holds; \
+                  Cache-Control: public, max-age=1.",
         roles: &[],
         body: None,
         ok: "StockView",
-        errors: &[404, 422, 503],
+        errors: &[304, 404, 422, 503],
         query: &[],
     },
     Route {
@@ -168,6 +169,7 @@ fn json_content(name: &str) -> utoipa::openapi::Content {
 
 fn reason(status: u16) -> &'static str {
     match status {
+        304 => "Not modified: If-None-Match names the current ETag (no body)",
         400 => "Malformed JSON",
         401 => "Missing or invalid bearer token",
         403 => "The token lacks the role",
@@ -247,6 +249,19 @@ pub fn document() -> OpenApi {
         };
         op = op.response("200", ok.build());
         for status in route.errors {
+            if *status == 304 {
+                op = op
+                    .parameter(
+                        ParameterBuilder::new()
+                            .name("If-None-Match")
+                            .parameter_in(ParameterIn::Header)
+                            .required(Required::False)
+                            .description(Some("An ETag of an earlier answer (or *): 304 while it is current"))
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                    )
+                    .response("304", ResponseBuilder::new().description(reason(304)).build());
+                continue;
+            }
             let problem = ContentBuilder::new().schema(Some(schema_ref("Problem"))).build();
             op = op.response(
                 status.to_string(),

@@ -542,3 +542,74 @@ async fn every_served_route_is_in_the_openapi_document() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_carries_its_version_as_etag_and_revalidates_with_304() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    let added = post(
+        &app,
+        "/api/inventory/add",
+        Some(&admin),
+        &json!({"productId": "e-1", "quantity": 3}),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK);
+    let get = |tag: Option<&'static str>| {
+        let mut request = client().get(app.url("/api/inventory/e-1"));
+        if let Some(t) = tag {
+            request = request.header("If-None-Match", t);
+        }
+        async move {
+            let response = request.send().await.expect("GET");
+            let status = response.status();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let (etag, cache) = (header("etag"), header("cache-control"));
+            let body = response.bytes().await.expect("body");
+            (status, etag, cache, body)
+        }
+    };
+    let (status, etag, cache, body) = get(None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(etag.as_deref(), Some("\"0\""), "the ETag is the version");
+    assert_eq!(cache.as_deref(), Some("public, max-age=1"));
+    assert!(!body.is_empty());
+
+    // The current tag, weak or strong, in a list, or *: 304, no body, the same headers.
+    for tag in ["\"0\"", "W/\"0\"", "\"9\", \"0\"", "*"] {
+        let (status, etag, cache, body) = get(Some(tag)).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "If-None-Match: {tag}");
+        assert_eq!(etag.as_deref(), Some("\"0\""));
+        assert_eq!(cache.as_deref(), Some("public, max-age=1"));
+        assert!(body.is_empty(), "a 304 has no body");
+    }
+    // A change bumps the version: the old tag no longer matches.
+    let added = post(
+        &app,
+        "/api/inventory/add",
+        Some(&admin),
+        &json!({"productId": "e-1", "quantity": 2}),
+    )
+    .await;
+    assert_eq!(added.body["version"], 1);
+    let (status, etag, _, body) = get(Some("\"0\"")).await;
+    assert_eq!(status, StatusCode::OK, "a stale tag gets the new answer");
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+    let view: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(view["quantity"], 5);
+    // An unknown product is still a 404, whatever the tag.
+    let reply = client()
+        .get(app.url("/api/inventory/nope"))
+        .header("If-None-Match", "*")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+}
