@@ -10,10 +10,12 @@
 //!   (deploy/bench/hot.sql, counted by committed version bumps) vs orders all
 //!   for that one product through the service.
 //! - Outcome latency at low load: one order at a time, produce-ack to outcome.
-//! - Reads: wrk on GET /api/inventory/{id} vs pgbench on the same SELECT.
+//! - Reads: wrk on GET /api/inventory/{id} (requests/s and p99) vs pgbench on the same SELECT
+//!   (prepared), at the same concurrency; and wrk on /health/live of the same binary, the HTTP
+//!   ceiling no read can pass.
 //!
 //! Settings (environment): BENCH_REPS (3), BENCH_ORDERS (20000),
-//! BENCH_PRODUCTS (1000), BENCH_CLIENTS (8), BENCH_SECONDS (10),
+//! BENCH_PRODUCTS (1000), BENCH_CLIENTS (8), BENCH_READ_CONNS (64), BENCH_SECONDS (10),
 //! BENCH_APP (target/release/inventory-app), DATABASE_URL,
 //! KAFKA_BOOTSTRAP_SERVERS.
 
@@ -35,6 +37,7 @@ struct Config {
     orders: usize,
     products: usize,
     clients: usize,
+    read_conns: usize,
     seconds: u64,
     app: PathBuf,
     admin_url: String,
@@ -278,23 +281,47 @@ async fn wait_ready(addr: &str) -> Result<(), Error> {
     Err("the service did not become ready".into())
 }
 
-fn wrk(config: &Config, addr: &str) -> Result<f64, Error> {
-    let output = Command::new("wrk")
-        .args(["-t", "2", "-c", "32", "-d", &format!("{}s", config.seconds)])
-        .arg("-s")
-        .arg(config.root.join("deploy/bench/read.lua"))
-        .arg(format!("http://{addr}"))
+/// wrk's requests/s and p99 latency (ms) for `path` (a Lua script's requests when `script`).
+fn wrk(config: &Config, addr: &str, path: &str, script: Option<&str>) -> Result<(f64, f64), Error> {
+    let mut command = Command::new("wrk");
+    command
+        .args(["--latency", "-t", "2", "-c", &config.read_conns.to_string()])
+        .args(["-d", &format!("{}s", config.seconds)]);
+    if let Some(script) = script {
+        command.arg("-s").arg(config.root.join("deploy/bench").join(script));
+    }
+    let output = command
+        .arg(format!("http://{addr}{path}"))
         .env("BENCH_PRODUCTS", config.products.to_string())
         .output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("Non-2xx") {
         return Err(format!("wrk saw errors: {text}").into());
     }
-    text.lines()
+    let rate = text
+        .lines()
         .find(|l| l.starts_with("Requests/sec:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no Requests/sec in wrk output: {text}").into())
+        .ok_or_else(|| format!("no Requests/sec in wrk output: {text}"))?;
+    // "     99%   21.60ms" (or us, s) in the latency distribution.
+    let p99 = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("99%"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| {
+            let (number, factor) = if let Some(n) = v.strip_suffix("ms") {
+                (n, 1.0)
+            } else if let Some(n) = v.strip_suffix("us") {
+                (n, 0.001)
+            } else {
+                (v.strip_suffix('s')?, 1000.0)
+            };
+            number.parse::<f64>().ok().map(|n| n * factor)
+        })
+        .ok_or_else(|| format!("no 99% latency in wrk output: {text}"))?;
+    Ok((rate, p99))
 }
 
 #[derive(Default)]
@@ -306,6 +333,8 @@ struct Samples {
     latency_ms: Vec<f64>,
     pg_read: Vec<f64>,
     http_read: Vec<f64>,
+    http_read_p99: Vec<f64>,
+    http_ceiling: Vec<f64>,
 }
 
 async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(), Error> {
@@ -325,7 +354,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         .pg_hot
         .push((hot_version(config).await? - before) as f64 / config.seconds as f64);
     eprintln!("[bench] rep {rep}: pgbench read");
-    samples.pg_read.push(pgbench(config, "read.sql", 32)?);
+    samples.pg_read.push(pgbench(config, "read.sql", config.read_conns)?);
     // pgbench's outcomes are not the service's to publish.
     let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
     conn.batch_execute("DELETE FROM outbox").await?;
@@ -366,7 +395,13 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     }
 
     eprintln!("[bench] rep {rep}: wrk GET /api/inventory/{{id}}");
-    samples.http_read.push(wrk(config, &service.addr)?);
+    let (rate, p99) = wrk(config, &service.addr, "/", Some("read.lua"))?;
+    samples.http_read.push(rate);
+    samples.http_read_p99.push(p99);
+    eprintln!("[bench] rep {rep}: wrk GET /health/live (the HTTP ceiling of the same binary)");
+    samples
+        .http_ceiling
+        .push(wrk(config, &service.addr, "/health/live", None)?.0);
     drop(service);
 
     let hot = format!("{run}h");
@@ -397,6 +432,7 @@ async fn main() -> Result<(), Error> {
         orders: env_or("BENCH_ORDERS", 20_000),
         products: env_or("BENCH_PRODUCTS", 1000),
         clients: env_or("BENCH_CLIENTS", 8),
+        read_conns: env_or("BENCH_READ_CONNS", 64),
         seconds: env_or("BENCH_SECONDS", 10),
         app: std::env::var("BENCH_APP")
             .map(PathBuf::from)
@@ -415,6 +451,8 @@ async fn main() -> Result<(), Error> {
     let (pg_reserve, svc_reserve) = (m(&mut samples.pg_reserve), m(&mut samples.svc_reserve));
     let (pg_hot, svc_hot) = (m(&mut samples.pg_hot), m(&mut samples.svc_hot));
     let (pg_read, http_read) = (m(&mut samples.pg_read), m(&mut samples.http_read));
+    let (read_p99, ceiling) = (m(&mut samples.http_read_p99), m(&mut samples.http_ceiling));
+    let conns = config.read_conns;
     let mut latencies = samples.latency_ms.clone();
     latencies.sort_by(f64::total_cmp);
     let p90 = latencies.get(latencies.len() * 9 / 10).copied().unwrap_or(f64::NAN);
@@ -424,7 +462,8 @@ async fn main() -> Result<(), Error> {
          | measure | service | baseline | ratio |\n|---|---|---|---|\n\
          | reservations/s, spread over products (Kafka in → outbox → Kafka out) | {svc_reserve:.0} | {pg_reserve:.0} (pgbench reserve.sql) | {:.2} |\n\
          | reservations/s, one hot product | {svc_hot:.0} | {pg_hot:.0} (pgbench hot.sql, committed) | {:.2} |\n\
-         | GET /api/inventory/{{id}} req/s (wrk, 32 conns) | {http_read:.0} | {pg_read:.0} (pgbench read.sql, 32 clients) | {:.2} |\n\
+         | GET /api/inventory/{{id}} req/s (wrk, {conns} conns; p99 {read_p99:.1} ms) | {http_read:.0} | {pg_read:.0} (pgbench read.sql, {conns} clients) | {:.2} |\n\
+         | HTTP ceiling: GET /health/live req/s (wrk, {conns} conns) | {ceiling:.0} | – | – |\n\
          | outcome latency at low load, ms (median / p90 of {} orders) | {latency:.1} / {p90:.1} | – | – |\n",
         config.reps,
         config.orders,
