@@ -86,11 +86,10 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
         ops_addr: None,
         http_workers: 2,
         database: DatabaseSettings {
-            database_url: Some(db.url.clone().into()),
-            database_url_file: None,
             db_pool_max_size: options.pool_max,
             db_pool_min_idle: 1,
             db_pool_acquire_timeout_ms: 5000,
+            ..DatabaseSettings::new(db.url.clone())
         },
         kafka: KafkaSettings {
             kafka_bootstrap_servers: options.kafka.then(|| {

@@ -107,9 +107,10 @@ async fn concurrent_writers_on_one_row_never_lose_an_update() {
         1 + writers * per_writer,
         "one audit row per committed change"
     );
-    assert!(
-        svc.metrics().conflicts() > 0,
-        "32 writers on one row must have met conflicts"
+    assert_eq!(
+        svc.metrics().conflicts(),
+        0,
+        "adds are one increment each: they queue on the row's lock and never conflict"
     );
 }
 

@@ -25,6 +25,7 @@ use inventory_tests::servers::OwnKafka;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::FutureRecord;
 
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
@@ -155,7 +156,26 @@ async fn soak() {
             let p = producer_on(&bootstrap);
             while !AtomicBool::load(&stop, Ordering::Relaxed) {
                 let n = sent.fetch_add(1, Ordering::Relaxed);
-                send_json(&p, &topic, &order_created(&format!("load-{n}"), &[("a", 1)])).await;
+                let order = format!("load-{n}");
+                let payload = order_created(&order, &[("a", 1)]).to_string();
+                // This test client's own delivery can time out across a pause (its request to the
+                // stopped broker is never answered): it sends the same record again, as an Order
+                // service would, and the service answers it once.
+                let mut attempt = 0;
+                loop {
+                    let record = FutureRecord::to(&topic).key(&order).payload(&payload);
+                    match p.send(record, Duration::from_secs(10)).await {
+                        Ok(_) => break,
+                        Err((e, _)) => {
+                            attempt += 1;
+                            assert!(
+                                attempt < 5,
+                                "cannot publish {order} to {topic} after {attempt} tries: {e}"
+                            );
+                            eprintln!("soak: the load client resends {order} ({e})");
+                        }
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })

@@ -16,7 +16,7 @@ use chrono::Utc;
 use inventory_domain::{Clock, InventoryService, OutboxStore, ServiceConfig};
 use inventory_http::{ApiState, Readiness};
 use inventory_kafka::{ConsumerHealth, KafkaPublisher};
-use inventory_postgres::PgRepository;
+use inventory_postgres::{CachedRepository, PgRepository, StockCache};
 use tokio_util::sync::CancellationToken;
 
 pub use settings::Settings;
@@ -39,7 +39,7 @@ impl Clock for SystemClock {
 }
 
 /// The service as the app runs it.
-pub type Service = InventoryService<PgRepository, SystemClock>;
+pub type Service = InventoryService<CachedRepository<PgRepository>, SystemClock>;
 
 /// Kafka is ready when the broker answers and the saga consumes.
 struct KafkaReadiness(Option<(KafkaPublisher, Arc<ConsumerHealth>, inventory_kafka::KafkaConfig)>);
@@ -102,11 +102,23 @@ impl Application {
             hold_ttl: Duration::from_secs(settings.hold_ttl_secs),
             ..ServiceConfig::default()
         };
-        let service = InventoryService::new(Arc::new(repo.clone()), Arc::new(SystemClock), config);
+        let cache = Arc::new(StockCache::new(settings.database.cache()));
+        let cached = CachedRepository::new(Arc::new(repo.clone()), Arc::clone(&cache));
+        let service = InventoryService::new(Arc::new(cached), Arc::new(SystemClock), config);
         let shutdown = CancellationToken::new();
         let stop_writers = CancellationToken::new();
         let stop_relay = CancellationToken::new();
         let mut tasks = Tasks::default();
+        if cache.config().enabled {
+            tasks.spawn(
+                "stock cache listener",
+                Stage::Writing,
+                until_stopped(
+                    inventory_postgres::run_listener(database_url.to_owned(), Arc::clone(&cache), stop_writers.clone()),
+                    stop_writers.clone(),
+                ),
+            );
+        }
 
         let mut saga = None;
         let kafka_config = settings.kafka.config();
@@ -393,6 +405,17 @@ async fn gauges(
         let state = repo.pool().state();
         metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
         metrics::gauge!("db_pool_idle_connections").set(f64::from(state.idle_connections));
+        let cache = service.repository().cache().stats();
+        metrics::counter!("stock_cache_hits_total").absolute(cache.hits);
+        metrics::counter!("stock_cache_misses_total").absolute(cache.misses);
+        metrics::counter!("stock_cache_fills_refused_total").absolute(cache.refused);
+        metrics::counter!("stock_cache_notices_total").absolute(cache.notices);
+        metrics::gauge!("stock_cache_products").set(cache.size as f64);
+        metrics::gauge!("stock_cache_fresh").set(if service.repository().cache().is_fresh() {
+            1.0
+        } else {
+            0.0
+        });
         let m = service.metrics();
         metrics::counter!("inventory_optimistic_conflicts_total").absolute(m.conflicts());
         metrics::counter!("inventory_optimistic_retries_total").absolute(m.retries());

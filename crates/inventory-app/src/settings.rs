@@ -12,7 +12,7 @@ use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum, value_parser};
 use inventory_domain::ServiceConfig;
 use inventory_kafka::{KafkaConfig, WatchdogConfig};
-use inventory_postgres::PoolConfig;
+use inventory_postgres::{CacheConfig, PoolConfig};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Default `HTTP_ADDR`.
@@ -78,6 +78,18 @@ pub struct DatabaseSettings {
     #[arg(long, env = "DB_POOL_ACQUIRE_TIMEOUT_MS", default_value_t = PoolConfig::DEFAULT_ACQUIRE_TIMEOUT_MS,
           value_parser = value_parser!(u64).range(1..=600_000))]
     pub db_pool_acquire_timeout_ms: u64,
+    /// Serve GET and /check reads from the in-process stock cache (kept fresh by LISTEN/NOTIFY).
+    #[arg(long, env = "STOCK_CACHE_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub stock_cache_enabled: bool,
+    /// Oldest change a cached read may miss, in milliseconds (10-60000); past it reads go to the
+    /// database until the cache's channel is proven again.
+    #[arg(long, env = "STOCK_CACHE_MAX_STALENESS_MS", default_value_t = CacheConfig::DEFAULT_MAX_STALENESS_MS,
+          value_parser = value_parser!(u64).range(10..=60_000))]
+    pub stock_cache_max_staleness_ms: u64,
+    /// Products the stock cache keeps (1-10000000).
+    #[arg(long, env = "STOCK_CACHE_CAPACITY", default_value_t = CacheConfig::DEFAULT_CAPACITY,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub stock_cache_capacity: usize,
 }
 
 impl DatabaseSettings {
@@ -89,6 +101,20 @@ impl DatabaseSettings {
             db_pool_max_size: PoolConfig::DEFAULT_MAX_SIZE,
             db_pool_min_idle: PoolConfig::DEFAULT_MIN_IDLE,
             db_pool_acquire_timeout_ms: PoolConfig::DEFAULT_ACQUIRE_TIMEOUT_MS,
+            stock_cache_enabled: true,
+            stock_cache_max_staleness_ms: CacheConfig::DEFAULT_MAX_STALENESS_MS,
+            stock_cache_capacity: CacheConfig::DEFAULT_CAPACITY,
+        }
+    }
+
+    /// Stock cache settings for the adapter: pings every fifth of the staleness bound.
+    pub fn cache(&self) -> CacheConfig {
+        let max_staleness = Duration::from_millis(self.stock_cache_max_staleness_ms);
+        CacheConfig {
+            enabled: self.stock_cache_enabled,
+            capacity: self.stock_cache_capacity,
+            max_staleness,
+            heartbeat: max_staleness / 5,
         }
     }
 

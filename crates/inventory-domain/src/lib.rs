@@ -20,9 +20,9 @@ pub use events::{
 pub use inventory::{InvalidStockRow, Inventory, StockError};
 pub use ledger::{AdjustError, Inconsistency, Ledger, Outcome};
 pub use ports::{
-    Adjustment, AdjustmentRecord, Cause, ChangeSet, Clock, ErrorChain, EventPublisher, IdempotencyRecord,
+    AddOutcome, Adjustment, AdjustmentRecord, Cause, ChangeSet, Clock, ErrorChain, EventPublisher, IdempotencyRecord,
     IdempotentRequest, InventoryRepository, LoadRequest, OutboxBacklog, OutboxStore, PendingEvent, ProcessedEvent,
-    PublishError, Relayed, RepoError, ReservationWrite, Snapshot, StockWrite,
+    PublishError, Relayed, RepoError, ReservationWrite, Snapshot, StockAddition, StockWrite,
 };
 pub use reservation::{Reservation, ReservationStatus};
 pub use service::{InventoryService, ServiceConfig, ServiceError, ServiceMetrics};

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::events::OutboxEvent;
 use crate::inventory::Inventory;
 use crate::reservation::Reservation;
-use crate::values::{Actor, AdjustmentReason, OrderId, ProductId};
+use crate::values::{Actor, AdjustmentReason, OrderId, ProductId, Quantity};
 
 /// The underlying error of a store failure, kept whole so logs show its chain.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -194,6 +194,39 @@ impl ChangeSet {
     }
 }
 
+/// Units added to one product's physical count, applied by the store as one
+/// atomic increment: adds commute, so concurrent adds (from any number of
+/// instances) queue on the row instead of failing its optimistic lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockAddition {
+    /// Product; its record is created (version 0) when it has none.
+    pub product_id: ProductId,
+    /// Units to add.
+    pub amount: Quantity,
+    /// Who, for the audit trail.
+    pub actor: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Id of the record if this addition creates it.
+    pub new_id: Uuid,
+    /// The highest count the record may reach ([`crate::StockCount::MAX`]).
+    pub max_quantity: u32,
+    /// Key and request, when the client sent an `Idempotency-Key`.
+    pub idempotency: Option<IdempotentRequest>,
+}
+
+/// What the store did with a [`StockAddition`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// Added (the record as it now is, version bumped), with its audit row and,
+    /// under a key, its idempotency record, in the same transaction.
+    Added(Inventory),
+    /// The key was already used: what was stored under it; nothing changed.
+    Replayed(IdempotencyRecord),
+    /// The count would pass `max_quantity`; nothing changed.
+    WouldOverflow,
+}
+
 /// A stored audit trail row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdjustmentRecord {
@@ -221,6 +254,12 @@ pub trait InventoryRepository: Send + Sync {
     /// transaction. Any version mismatch or duplicate key is [`RepoError::Conflict`]
     /// and nothing is written.
     async fn save(&self, changes: &ChangeSet) -> Result<(), RepoError>;
+
+    /// Adds units in one transaction: an increment of the stored count that
+    /// bumps its version (no optimistic check: adds commute), the audit row,
+    /// and the idempotency record under its key. A key stored meanwhile by a
+    /// concurrent request is [`RepoError::Conflict`]; the retry replays it.
+    async fn add_units(&self, addition: &StockAddition) -> Result<AddOutcome, RepoError>;
 
     /// Orders whose active hold expired at `now`, oldest first.
     async fn expired_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, RepoError>;

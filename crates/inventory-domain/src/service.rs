@@ -12,7 +12,8 @@ use crate::events::IncomingEvent;
 use crate::inventory::{Inventory, StockError};
 use crate::ledger::{AdjustError, Inconsistency, Ledger, Outcome};
 use crate::ports::{
-    AdjustmentRecord, Clock, IdempotencyRecord, IdempotentRequest, InventoryRepository, LoadRequest, RepoError,
+    AddOutcome, AdjustmentRecord, Clock, IdempotencyRecord, IdempotentRequest, InventoryRepository, LoadRequest,
+    RepoError, StockAddition,
 };
 use crate::values::{Actor, AdjustmentReason, ProductId, Quantity, StockCount};
 
@@ -198,7 +199,8 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         Ok(map)
     }
 
-    /// Adds received units; creates the record for a new product.
+    /// Adds received units; creates the record for a new product. One atomic
+    /// increment in the store: concurrent adds never conflict.
     pub async fn add_stock(
         &self,
         product: &ProductId,
@@ -217,10 +219,33 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         actor: &Actor,
         idempotency: Option<&IdempotentRequest>,
     ) -> Result<Inventory, ServiceError> {
-        self.manual_change(product, idempotency, |ledger| {
-            Ok(ledger.add_stock(product, amount, actor)?)
-        })
-        .await
+        let addition = StockAddition {
+            product_id: product.clone(),
+            amount,
+            actor: actor.clone(),
+            at: self.clock.now(),
+            new_id: uuid::Uuid::now_v7(),
+            max_quantity: StockCount::MAX,
+            idempotency: idempotency.cloned(),
+        };
+        let mut attempt = 1;
+        loop {
+            match self.repo.add_units(&addition).await {
+                Ok(AddOutcome::Added(inventory)) => return Ok(inventory),
+                Ok(AddOutcome::Replayed(stored)) => {
+                    return match idempotency {
+                        Some(i) if stored.request.fingerprint == i.fingerprint => Ok(stored.result),
+                        _ => Err(ServiceError::IdempotencyKeyReused(stored.request.key)),
+                    };
+                }
+                Ok(AddOutcome::WouldOverflow) => {
+                    return Err(StockError::Overflow { max: StockCount::MAX }.into());
+                }
+                // Only a concurrent use of the same key: the next attempt replays it.
+                Err(RepoError::Conflict) => self.after_conflict(&mut attempt).await?,
+                Err(other) => return Err(other.into()),
+            }
+        }
     }
 
     /// Sets the physical count; refused below what is reserved, or when
@@ -379,19 +404,23 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
             }
             match self.repo.save(&changes).await {
                 Ok(()) => return Ok((result, changes)),
-                Err(RepoError::Conflict) => {
-                    self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
-                    if attempt >= self.config.max_attempts {
-                        self.metrics.exhausted.fetch_add(1, Ordering::Relaxed);
-                        return Err(ServiceError::Contention { attempts: attempt });
-                    }
-                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                    self.clock.sleep(self.backoff(attempt)).await;
-                    attempt += 1;
-                }
+                Err(RepoError::Conflict) => self.after_conflict(&mut attempt).await?,
                 Err(other) => return Err(other.into()),
             }
         }
+    }
+
+    /// Counts a conflict, then waits before the next attempt, or gives up after the last.
+    async fn after_conflict(&self, attempt: &mut u32) -> Result<(), ServiceError> {
+        self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+        if *attempt >= self.config.max_attempts {
+            self.metrics.exhausted.fetch_add(1, Ordering::Relaxed);
+            return Err(ServiceError::Contention { attempts: *attempt });
+        }
+        self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+        self.clock.sleep(self.backoff(*attempt)).await;
+        *attempt += 1;
+        Ok(())
     }
 
     /// Full jitter: a random wait up to `base * 2^(attempt-1)`, capped.

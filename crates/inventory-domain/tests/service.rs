@@ -59,25 +59,151 @@ fn order(event: u128, order_id: &str, lines: &[(&str, i64)]) -> IncomingEvent {
     }
 }
 
+fn keyed(key: &str, fingerprint: &str) -> IdempotentRequest {
+    IdempotentRequest {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    }
+}
+
 #[tokio::test]
-async fn add_creates_a_new_product_with_an_insert() {
-    let saved = Arc::new(Mutex::new(Vec::new()));
+async fn an_add_is_one_increment_in_the_store_without_a_read() {
     let mut repo = MockInventoryRepository::new();
-    repo.expect_load().times(1).returning(|_| Ok(Snapshot::default()));
-    let sink = Arc::clone(&saved);
-    repo.expect_save().times(1).returning(move |c| {
-        sink.lock().unwrap().push(c.clone());
-        Ok(())
-    });
-    let inv = service(repo, 3)
+    repo.expect_load().never();
+    repo.expect_save().never();
+    repo.expect_add_units()
+        .times(1)
+        .withf(|a| {
+            a.product_id == pid("new")
+                && a.amount.get() == 7
+                && a.actor == Actor("ops".into())
+                && a.max_quantity == StockCount::MAX
+                && a.idempotency.is_none()
+        })
+        .returning(|_| Ok(AddOutcome::Added(stock("new", 7, 0, 0))));
+    let svc = service(repo, 3);
+    let inv = svc
         .add_stock(&pid("new"), Quantity::new(7).unwrap(), &Actor("ops".into()))
         .await
         .unwrap();
     assert_eq!((inv.quantity(), inv.reserved(), inv.version()), (7, 0, 0));
-    let saved = saved.lock().unwrap();
-    assert_eq!(saved[0].stock[0].expected_version, None);
-    assert_eq!(saved[0].adjustments[0].delta(), 7);
-    assert_eq!(saved[0].adjustments[0].actor, Actor("ops".into()));
+    assert_eq!(svc.metrics().conflicts(), 0);
+}
+
+#[tokio::test]
+async fn an_add_replays_what_its_key_stored_and_refuses_the_key_for_another_request() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_add_units()
+        .times(2)
+        .withf(|a| a.idempotency.as_ref().is_some_and(|i| i.key == "k-1"))
+        .returning(|_| {
+            Ok(AddOutcome::Replayed(IdempotencyRecord {
+                request: keyed("k-1", "add:p:3"),
+                result: stock("p", 13, 2, 4),
+            }))
+        });
+    let svc = service(repo, 3);
+    let first = svc
+        .add_stock_once(
+            &pid("p"),
+            Quantity::new(3).unwrap(),
+            &Actor("a".into()),
+            Some(&keyed("k-1", "add:p:3")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.quantity(), first.version()),
+        (13, 4),
+        "the stored result, as it was"
+    );
+    let err = svc
+        .add_stock_once(
+            &pid("p"),
+            Quantity::new(9).unwrap(),
+            &Actor("a".into()),
+            Some(&keyed("k-1", "add:p:9")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ServiceError::IdempotencyKeyReused(k) if k == "k-1"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_add_past_the_largest_count_is_refused() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_add_units()
+        .times(1)
+        .returning(|_| Ok(AddOutcome::WouldOverflow));
+    let err = service(repo, 3)
+        .add_stock(&pid("p"), Quantity::new(5).unwrap(), &Actor("a".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ServiceError::Stock(StockError::Overflow { max: StockCount::MAX })),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_stored_meanwhile_by_a_concurrent_add_is_retried_then_replayed() {
+    let mut repo = MockInventoryRepository::new();
+    let mut seq = mockall::Sequence::new();
+    repo.expect_add_units()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(RepoError::Conflict));
+    repo.expect_add_units().times(1).in_sequence(&mut seq).returning(|_| {
+        Ok(AddOutcome::Replayed(IdempotencyRecord {
+            request: keyed("k", "f"),
+            result: stock("p", 4, 0, 1),
+        }))
+    });
+    let svc = service(repo, 3);
+    let inv = svc
+        .add_stock_once(
+            &pid("p"),
+            Quantity::new(1).unwrap(),
+            &Actor("a".into()),
+            Some(&keyed("k", "f")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(inv.quantity(), 4);
+    assert_eq!((svc.metrics().conflicts(), svc.metrics().retries()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_add_the_store_cannot_take_is_that_error_at_once() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_add_units()
+        .times(1)
+        .returning(|_| Err(RepoError::unavailable("down")));
+    let err = service(repo, 3)
+        .add_stock(&pid("p"), Quantity::new(1).unwrap(), &Actor("a".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_transient() && matches!(err, ServiceError::Unavailable(_)),
+        "{err:?}"
+    );
+}
+
+async fn audit(
+    svc: &InventoryService<MockInventoryRepository, MockClock>,
+    count: i64,
+) -> Result<Inventory, ServiceError> {
+    svc.audit_stock(
+        &pid("p"),
+        StockCount::new(count).unwrap(),
+        AdjustmentReason::CycleCount,
+        &Actor("a".into()),
+        None,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -90,9 +216,9 @@ async fn conflict_reloads_and_retries() {
         *n += 1;
         // The second load sees the concurrent writer's change.
         let version = if *n == 1 { 3 } else { 4 };
-        let quantity = if *n == 1 { 10 } else { 12 };
+        let reserved = if *n == 1 { 0 } else { 2 };
         Ok(Snapshot {
-            stock: vec![stock("p", quantity, 0, version)],
+            stock: vec![stock("p", 10, reserved, version)],
             ..Snapshot::default()
         })
     });
@@ -104,13 +230,13 @@ async fn conflict_reloads_and_retries() {
     repo.expect_save()
         .times(1)
         .in_sequence(&mut seq)
-        .withf(|c| c.stock[0].expected_version == Some(4) && c.stock[0].inventory.quantity() == 15)
+        .withf(|c| {
+            c.stock[0].expected_version == Some(4)
+                && (c.stock[0].inventory.quantity(), c.stock[0].inventory.reserved()) == (15, 2)
+        })
         .returning(|_| Ok(()));
     let svc = service(repo, 5);
-    let inv = svc
-        .add_stock(&pid("p"), Quantity::new(3).unwrap(), &Actor("a".into()))
-        .await
-        .unwrap();
+    let inv = audit(&svc, 15).await.unwrap();
     assert_eq!((inv.quantity(), inv.version()), (15, 5));
     assert_eq!(
         (
@@ -133,10 +259,7 @@ async fn retries_exhausted_is_a_clear_error() {
     });
     repo.expect_save().times(4).returning(|_| Err(RepoError::Conflict));
     let svc = service(repo, 4);
-    let err = svc
-        .add_stock(&pid("p"), Quantity::new(1).unwrap(), &Actor("a".into()))
-        .await
-        .unwrap_err();
+    let err = audit(&svc, 2).await.unwrap_err();
     assert!(matches!(err, ServiceError::Contention { attempts: 4 }), "{err:?}");
     assert_eq!(
         (
@@ -341,13 +464,6 @@ async fn availability_is_zero_for_unknown_products_and_reads_once() {
     assert_eq!(map.len(), 2);
 }
 
-fn keyed(key: &str, fingerprint: &str) -> IdempotentRequest {
-    IdempotentRequest {
-        key: key.into(),
-        fingerprint: fingerprint.into(),
-    }
-}
-
 #[tokio::test]
 async fn first_use_of_an_idempotency_key_stores_the_result() {
     let saved = Arc::new(Mutex::new(None));
@@ -366,17 +482,19 @@ async fn first_use_of_an_idempotency_key_stores_the_result() {
         Ok(())
     });
     let inv = service(repo, 3)
-        .add_stock_once(
+        .audit_stock_once(
             &pid("p"),
-            Quantity::new(1).unwrap(),
+            StockCount::new(5).unwrap(),
+            AdjustmentReason::CycleCount,
             &Actor("a".into()),
-            Some(&keyed("k-1", "add p 1")),
+            None,
+            Some(&keyed("k-1", "audit p 5")),
         )
         .await
         .unwrap();
     let changes = saved.lock().unwrap().take().unwrap();
     let record = changes.idempotency.expect("the result is stored under the key");
-    assert_eq!(record.request, keyed("k-1", "add p 1"));
+    assert_eq!(record.request, keyed("k-1", "audit p 5"));
     assert_eq!(record.result, inv);
     assert_eq!((inv.quantity(), inv.version()), (5, 3));
 }
@@ -390,7 +508,7 @@ async fn a_replayed_idempotency_key_returns_the_first_result_and_saves_nothing()
         Ok(Snapshot {
             stock: vec![stock("p", 9, 0, 7)],
             idempotency: Some(IdempotencyRecord {
-                request: keyed("k-1", "add p 1"),
+                request: keyed("k-1", "audit p 5"),
                 result: stored.clone(),
             }),
             ..Snapshot::default()
@@ -399,21 +517,25 @@ async fn a_replayed_idempotency_key_returns_the_first_result_and_saves_nothing()
     repo.expect_save().never();
     let svc = service(repo, 3);
     let again = svc
-        .add_stock_once(
+        .audit_stock_once(
             &pid("p"),
-            Quantity::new(1).unwrap(),
+            StockCount::new(5).unwrap(),
+            AdjustmentReason::CycleCount,
             &Actor("a".into()),
-            Some(&keyed("k-1", "add p 1")),
+            None,
+            Some(&keyed("k-1", "audit p 5")),
         )
         .await
         .unwrap();
     assert_eq!(again, first);
     let reused = svc
-        .add_stock_once(
+        .audit_stock_once(
             &pid("p"),
-            Quantity::new(2).unwrap(),
+            StockCount::new(6).unwrap(),
+            AdjustmentReason::CycleCount,
             &Actor("a".into()),
-            Some(&keyed("k-1", "add p 2")),
+            None,
+            Some(&keyed("k-1", "audit p 6")),
         )
         .await
         .unwrap_err();

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use inventory_domain::{
-    Actor, Adjustment, AdjustmentReason, AdjustmentRecord, ChangeSet, IdempotencyRecord, IdempotentRequest, Inventory,
-    InventoryRepository, LoadRequest, OrderId, ProductId, RepoError, Snapshot,
+    Actor, AddOutcome, Adjustment, AdjustmentReason, AdjustmentRecord, ChangeSet, IdempotencyRecord, IdempotentRequest,
+    Inventory, InventoryRepository, LoadRequest, OrderId, ProductId, RepoError, Snapshot, StockAddition,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -277,6 +277,23 @@ impl InventoryRepository for PgRepository {
             self.outbox_written.notify_one();
         }
         Ok(())
+    }
+
+    #[tracing::instrument(name = "db add", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    async fn add_units(&self, addition: &StockAddition) -> Result<AddOutcome, RepoError> {
+        let mut conn = self.conn().await?;
+        if let Some(request) = &addition.idempotency
+            && let Some(stored) = self.idempotency_record(&mut conn, &request.key).await?
+        {
+            return Ok(AddOutcome::Replayed(stored));
+        }
+        let result = conn
+            .transaction(async |tx| crate::writes::add_units(tx, addition).await)
+            .await;
+        if let Err(e) = &result {
+            crate::errors::discard_if_read_only(&mut conn, e);
+        }
+        Ok(result?)
     }
 
     async fn expired_holds(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, RepoError> {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::schema::{inventory, reservation_lines, reservations};
 
-#[derive(Debug, Queryable, Selectable)]
+#[derive(Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = inventory, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct StockRow {
     pub id: Uuid,

@@ -199,6 +199,42 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// A plain tokio-postgres connection to `url` (TLS as for the pool) named `application_name`,
+/// driven on its own task, with the notices it receives: for the cache's listener.
+pub(crate) async fn connect_listener(
+    url: &str,
+    application_name: &str,
+) -> Result<(tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>), String> {
+    let (rest, params) = split(url).map_err(|e| e.to_string())?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| format!("invalid database URL: {e}"))?;
+    config.application_name(application_name);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = match params.mode {
+        None | Some(SslMode::Disable) => {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("{e}{}", source_chain(&e)))?;
+            tokio::spawn(crate::listen::drive(connection, tx));
+            client
+        }
+        Some(mode) => {
+            config.ssl_mode(if mode == SslMode::Prefer {
+                tokio_postgres::config::SslMode::Prefer
+            } else {
+                tokio_postgres::config::SslMode::Require
+            });
+            let (client, connection) = config
+                .connect(connector(&params, mode).map_err(|e| e.to_string())?)
+                .await
+                .map_err(|e| format!("{e}{}", source_chain(&e)))?;
+            tokio::spawn(crate::listen::drive(connection, tx));
+            client
+        }
+    };
+    Ok((client, rx))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

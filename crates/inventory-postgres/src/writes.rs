@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use inventory_domain::ChangeSet;
+use inventory_domain::{AddOutcome, Adjustment, AdjustmentReason, ChangeSet, IdempotencyRecord, StockAddition};
 
 use crate::errors::TxError;
-use crate::rows::status_to_row;
+use crate::rows::{StockRow, status_to_row};
 use crate::schema::{idempotency_keys, inventory};
 
 fn to_i32(v: u32) -> Result<i32, TxError> {
@@ -41,6 +41,50 @@ pub(crate) async fn write_changes(conn: &mut AsyncPgConnection, changes: &Change
             .await?;
     }
     Ok(())
+}
+
+/// Adds units as one increment of the stored count (or the row, created), then its audit row and
+/// idempotency record. The row stays locked until commit, so the count before is the count after
+/// minus the units.
+pub(crate) async fn add_units(conn: &mut AsyncPgConnection, addition: &StockAddition) -> Result<AddOutcome, TxError> {
+    let row: Option<StockRow> = diesel::sql_query(
+        "INSERT INTO inventory AS i (id, product_id, quantity, reserved, version, updated_at) \
+         VALUES ($1, $2, $3, 0, 0, $4) \
+         ON CONFLICT (product_id) DO UPDATE \
+         SET quantity = i.quantity + EXCLUDED.quantity, version = i.version + 1, updated_at = EXCLUDED.updated_at \
+         WHERE i.quantity + EXCLUDED.quantity <= $5 \
+         RETURNING i.id, i.product_id, i.quantity, i.reserved, i.version, i.updated_at",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(addition.new_id)
+    .bind::<Text, _>(addition.product_id.as_str())
+    .bind::<Integer, _>(to_i32(addition.amount.get())?)
+    .bind::<Timestamptz, _>(addition.at)
+    .bind::<Integer, _>(to_i32(addition.max_quantity)?)
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(row) = row else {
+        return Ok(AddOutcome::WouldOverflow);
+    };
+    let inventory = row.into_domain().map_err(TxError::Invalid)?;
+    let changes = ChangeSet {
+        adjustments: vec![Adjustment {
+            product_id: addition.product_id.clone(),
+            old_quantity: inventory.quantity() - addition.amount.get(),
+            new_quantity: inventory.quantity(),
+            reason: AdjustmentReason::Add,
+            actor: addition.actor.clone(),
+            note: None,
+            at: addition.at,
+        }],
+        idempotency: addition.idempotency.as_ref().map(|request| IdempotencyRecord {
+            request: request.clone(),
+            result: inventory.clone(),
+        }),
+        ..ChangeSet::default()
+    };
+    write_changes(conn, &changes).await?;
+    Ok(AddOutcome::Added(inventory))
 }
 
 async fn write_stock(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {

@@ -1,0 +1,2 @@
+DROP TRIGGER inventory_notify_change ON inventory;
+DROP FUNCTION inventory_notify_change();
