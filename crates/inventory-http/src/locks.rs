@@ -1,8 +1,7 @@
-//! This instance's HTTP writes to one product, one at a time: adds and audits of a product would
-//! otherwise race on its optimistic lock, and a burst of them (a receiving system adding stock, a
-//! flash-sale correction) would exhaust the retries of some and answer 503. Queued here in arrival
-//! order (tokio's mutex is fair), they only meet other instances' writes on the lock.
-
+//! This instance's HTTP audits of one product, one at a time: audits of a product would otherwise
+//! race on its optimistic lock, and a burst of them (a flash-sale correction) would exhaust the
+//! retries of some and answer 503. Queued here in arrival order (tokio's mutex is fair), they only
+//! meet other instances' writes on the lock. (Adds need no turn: each is one increment.)
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 

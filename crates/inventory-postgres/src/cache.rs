@@ -24,6 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use inventory_domain::{Inventory, ProductId};
@@ -107,6 +108,8 @@ struct State {
 pub struct StockCache {
     config: CacheConfig,
     state: Mutex<State>,
+    /// The listener's backend process id (0 while it has none), for operators and tests.
+    listener_pid: AtomicI32,
 }
 
 impl StockCache {
@@ -118,7 +121,17 @@ impl StockCache {
         Self {
             config,
             state: Mutex::default(),
+            listener_pid: AtomicI32::new(0),
         }
+    }
+
+    /// The process id of the listener's PostgreSQL backend; 0 while it is not connected.
+    pub fn listener_pid(&self) -> i32 {
+        self.listener_pid.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_listener_pid(&self, pid: i32) {
+        self.listener_pid.store(pid, Ordering::Relaxed);
     }
 
     /// Its configuration.

@@ -28,6 +28,7 @@ pub async fn run_listener(database_url: String, cache: Arc<StockCache>, shutdown
             ended = listen_once(&database_url, &cache, &token) => ended,
         };
         cache.restart();
+        cache.set_listener_pid(0);
         metrics::gauge!("stock_cache_listening").set(0.0);
         match ended {
             Ok(()) => backoff = Duration::from_millis(100),
@@ -48,6 +49,12 @@ async fn listen_once(database_url: &str, cache: &StockCache, token: &str) -> Res
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
         .map_err(|e| format!("LISTEN: {e}"))?;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| format!("pg_backend_pid: {e}"))?
+        .get(0);
+    cache.set_listener_pid(pid);
     metrics::gauge!("stock_cache_listening").set(1.0);
     tracing::info!("stock cache listener connected");
     let heartbeat = cache.config().heartbeat.max(Duration::from_millis(10));
