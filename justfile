@@ -120,7 +120,9 @@ _dev-secret:
     [ -s .local/dev-jwt-secret ] || head -c 32 /dev/urandom | base64 | tr -d '\n' > .local/dev-jwt-secret
     cat .local/dev-jwt-secret
 
-# Measure the service against pgbench and wrk baselines on the same database (medians of BENCH_REPS runs).
+# Measure the service against pgbench and wrk baselines on the same database (medians of BENCH_REPS runs),
+# in two profiles: `durable` (a PostgreSQL cluster of the benchmark's own with fsync, synchronous_commit and
+# full_page_writes on) and `fast` (the development stack, all three off). BENCH_PROFILES picks them.
 bench: stack-up
     #!/usr/bin/env bash
     set -euo pipefail
@@ -128,7 +130,20 @@ bench: stack-up
     command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
     command -v pgbench >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-contrib; }
     cargo build --release -p inventory-app -p inventory-tests --bin inventory-app --bin inventory-bench
-    ./target/release/inventory-bench
+    for profile in ${BENCH_PROFILES:-durable fast}; do
+      case "$profile" in
+        durable)
+          dir="$PWD/.local/bench/pg-durable"
+          port=$(bash deploy/local/instance.sh free-port 56600)
+          bash deploy/local/instance.sh pg-start "$dir" "$port"
+          trap 'bash deploy/local/instance.sh pg-stop "$dir" fast' EXIT
+          BENCH_PROFILE=durable DATABASE_URL="postgres://postgres@127.0.0.1:$port/inventory_db" ./target/release/inventory-bench
+          bash deploy/local/instance.sh pg-stop "$dir" fast; trap - EXIT
+          ;;
+        fast) BENCH_PROFILE=fast ./target/release/inventory-bench ;;
+        *) echo "unknown profile $profile (durable, fast)" >&2; exit 2 ;;
+      esac
+    done
 
 # Fuzz the running API from its OpenAPI document with schemathesis (pip); no answer may be a 5xx.
 fuzz-api: stack-up

@@ -237,6 +237,16 @@ fn judge(state: &mut State, look: &Look, bound: Duration, now: Instant) -> Verdi
         return Verdict::NotReady("the saga consumer is not running".into());
     }
     if state.assigned == 0 {
+        if look.group.is_none() {
+            // The broker does not answer: recreating would not help. The wait for an assignment
+            // counts from when it answers again, so a consumer rejoining after an outage gets the
+            // whole bound, and is not recreated in the middle of its rejoin.
+            state.unassigned_since = Some(now);
+            return Verdict::NotReady(format!(
+                "no partition assigned and the group cannot be read: {}",
+                look.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
         let since = *state.unassigned_since.get_or_insert(now);
         let waited = now.duration_since(since);
         return match look.group {
@@ -249,11 +259,6 @@ fn judge(state: &mut State, look: &Look, bound: Duration, now: Instant) -> Verdi
                     waited.as_secs()
                 ),
             ),
-            None if waited >= bound => Verdict::NotReady(format!(
-                "no partition assigned for {} s and the group cannot be read: {}",
-                waited.as_secs(),
-                look.error.as_deref().unwrap_or("unknown error")
-            )),
             _ => Verdict::NotReady(format!("joining the consumer group ({} s)", waited.as_secs())),
         };
     }
@@ -524,6 +529,13 @@ mod tests {
         assert!(matches!(
             judge(&mut state, &unknown, BOUND, later),
             Verdict::NotReady(_)
+        ));
+        // Once it answers again, the consumer gets the whole bound to rejoin before it is recreated.
+        let back = later + Duration::from_secs(1);
+        assert!(matches!(judge(&mut state, &look, BOUND, back), Verdict::NotReady(_)));
+        assert!(matches!(
+            judge(&mut state, &look, BOUND, later + BOUND + Duration::from_secs(1)),
+            Verdict::Restart("unassigned", _)
         ));
     }
 

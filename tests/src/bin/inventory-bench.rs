@@ -1,23 +1,33 @@
 //! `just bench`: the service against baselines on the same database, in the
-//! same run, repeated; prints medians and ratios.
+//! same run, repeated; prints medians and ratios. `BENCH_PROFILE` names the
+//! database's settings in the report (`just bench` runs `durable`, a cluster
+//! with fsync, synchronous_commit and full_page_writes on, and `fast`, the
+//! development stack with them off).
 //!
 //! - Reservation path: pgbench running the saga's reservation transaction
-//!   (deploy/bench/reserve.sql) vs orders through Kafka, the service and
-//!   back out through the outbox, spread over many products; timed from the
-//!   first order published to the last outcome consumed, after a warm-up
-//!   order has shown the consumer owns its partitions.
+//!   (deploy/bench/reserve.sql; reserve3.sql for 3-line orders) vs orders
+//!   through Kafka, the service and back out through the outbox, spread over
+//!   the products; timed from the first order published to the last outcome
+//!   consumed, after a warm-up order has shown the consumer owns its partitions.
 //! - Hot product: pgbench's optimistic read-then-update of one row
 //!   (deploy/bench/hot.sql, counted by committed version bumps) vs orders all
 //!   for that one product through the service.
-//! - Outcome latency at low load: one order at a time, produce-ack to outcome.
-//! - Reads: wrk on GET /api/inventory/{id} (requests/s and p99) vs pgbench on the same SELECT
-//!   (prepared), at the same concurrency; and wrk on /health/live of the same binary, the HTTP
-//!   ceiling no read can pass.
+//! - Outcome latency: one order at a time; and orders paced at half the
+//!   measured throughput, each timed from its send to its outcome.
+//! - Reads: wrk on GET /api/inventory/{id} and on POST /check with 100 ids
+//!   (requests/s and p99) vs pgbench on the same SELECT and `= ANY` (prepared),
+//!   at the same concurrency; and wrk on /health/live of the same binary, the
+//!   HTTP ceiling no read can pass.
+//! - Growth: the spread reservation run again over BENCH_GROWTH_PRODUCTS.
+//! - Peak RSS (VmHWM) of the service after its Kafka runs.
 //!
-//! Settings (environment): BENCH_REPS (3), BENCH_ORDERS (20000),
-//! BENCH_PRODUCTS (1000), BENCH_CLIENTS (8), BENCH_READ_CONNS (64), BENCH_SECONDS (10),
-//! BENCH_APP (target/release/inventory-app), DATABASE_URL,
-//! KAFKA_BOOTSTRAP_SERVERS.
+//! The baselines run with the `inventory` trigger that feeds the service's
+//! read cache turned off: a service without that cache would not have it.
+//!
+//! Settings (environment): BENCH_PROFILE (fast), BENCH_REPS (3), BENCH_ORDERS (20000),
+//! BENCH_PRODUCTS (10000), BENCH_GROWTH_PRODUCTS (1000000; 0 skips), BENCH_CLIENTS (8),
+//! BENCH_READ_CONNS (64), BENCH_SECONDS (10), BENCH_APP (target/release/inventory-app),
+//! DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +43,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 struct Config {
+    profile: String,
     reps: usize,
+    growth_products: usize,
     orders: usize,
     products: usize,
     clients: usize,
@@ -72,7 +84,7 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-async fn reset_database(config: &Config) -> Result<(), Error> {
+async fn reset_database(config: &Config, products: usize) -> Result<(), Error> {
     let mut admin = AsyncPgConnection::establish(&config.admin_url).await?;
     admin
         .batch_execute("DROP DATABASE IF EXISTS inventory_bench WITH (FORCE)")
@@ -84,7 +96,7 @@ async fn reset_database(config: &Config) -> Result<(), Error> {
         "INSERT INTO inventory (id, product_id, quantity) \
          SELECT gen_random_uuid(), 'p' || g, 1000000 FROM generate_series(0, {}) g; \
          INSERT INTO inventory (id, product_id, quantity) VALUES (gen_random_uuid(), 'hot', 1000000000);",
-        config.products - 1
+        products - 1
     ))
     .await?;
     conn.batch_execute("VACUUM ANALYZE").await?;
@@ -102,6 +114,15 @@ async fn hot_version(config: &Config) -> Result<i64, Error> {
         .get_result(&mut conn)
         .await?;
     Ok(row.version)
+}
+
+/// Turns the trigger that feeds the service's read cache off (for the baselines) or on.
+async fn cache_trigger(config: &Config, on: bool) -> Result<(), Error> {
+    let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
+    let verb = if on { "ENABLE" } else { "DISABLE" };
+    conn.batch_execute(&format!("ALTER TABLE inventory {verb} TRIGGER inventory_notify_change"))
+        .await?;
+    Ok(())
 }
 
 fn pgbench(config: &Config, script: &str, clients: usize) -> Result<f64, Error> {
@@ -146,6 +167,20 @@ struct Service {
     addr: String,
 }
 
+impl Service {
+    /// Peak resident memory so far (VmHWM), in MB.
+    fn peak_rss_mb(&self) -> Result<f64, Error> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or("no VmHWM in /proc/<pid>/status")?;
+        Ok(kb / 1024.0)
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -165,6 +200,7 @@ fn start_service(config: &Config, run: &str, port: u16) -> Result<Service, Error
         .env("KAFKA_INVENTORY_TOPIC", format!("{run}.inventory-events"))
         .env("HTTP_ADDR", &addr)
         .env("DB_POOL_MAX_SIZE", "16")
+        .env("JWT_SECRET", inventory_tests::app::TEST_JWT_SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -198,17 +234,21 @@ fn outcome_reader(config: &Config, run: &str) -> Result<StreamConsumer, Error> {
     Ok(consumer)
 }
 
+/// Publishes `orders` orders with ids `{prefix}-o{i}` to `run`'s order topic.
 async fn publish_orders(
     producer: &FutureProducer,
     run: &str,
+    prefix: &str,
     orders: usize,
-    product: impl Fn(usize) -> String,
+    lines: impl Fn(usize) -> Vec<String>,
 ) -> Result<(), Error> {
     let topic = format!("{run}.order-events");
     let mut pending = Vec::with_capacity(orders);
     for i in 0..orders {
-        let order_id = format!("{run}-o{i}");
-        let payload = order_created(&order_id, &[(&product(i), 1)]).to_string();
+        let order_id = format!("{prefix}-o{i}");
+        let products = lines(i);
+        let items: Vec<(&str, i64)> = products.iter().map(|p| (p.as_str(), 1)).collect();
+        let payload = order_created(&order_id, &items).to_string();
         let record = FutureRecord::to(&topic).key(&order_id).payload(&payload);
         pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
     }
@@ -259,13 +299,89 @@ async fn timed_run(
     producer: &FutureProducer,
     consumer: &StreamConsumer,
     run: &str,
+    prefix: &str,
     orders: usize,
-    product: impl Fn(usize) -> String,
+    lines: impl Fn(usize) -> Vec<String>,
 ) -> Result<f64, Error> {
     let started = Instant::now();
-    publish_orders(producer, run, orders, product).await?;
-    drain(consumer, run, orders).await?;
+    publish_orders(producer, run, prefix, orders, lines).await?;
+    drain(consumer, prefix, orders).await?;
     Ok(orders as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Orders paced at `rate` per second for `seconds`, each timed from its send to its outcome (ms).
+async fn paced_latencies(
+    config: &Config,
+    consumer: &StreamConsumer,
+    run: &str,
+    rate: f64,
+    seconds: f64,
+) -> Result<Vec<f64>, Error> {
+    // No linger: the latency is the service's, not a batching producer's.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka)
+        .set("linger.ms", "0")
+        .create()?;
+    let n = ((rate * seconds) as usize).max(1);
+    let topic = format!("{run}.order-events");
+    let prefix = format!("{run}-pace");
+    let products = config.products;
+    let sender = {
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut sent = Vec::with_capacity(n);
+            let mut deliveries = Vec::with_capacity(n);
+            for i in 0..n {
+                tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate)).await;
+                let order_id = format!("{prefix}{i}");
+                let product = format!("p{}", (i * 7919) % products);
+                let payload = order_created(&order_id, &[(&product, 1)]).to_string();
+                sent.push(Instant::now());
+                let record = FutureRecord::to(&topic).key(&order_id).payload(&payload);
+                deliveries.push(producer.send_result(record).map_err(|(e, _)| e.to_string())?);
+            }
+            for d in deliveries {
+                d.await.map_err(|e| e.to_string())?.map_err(|(e, _)| e.to_string())?;
+            }
+            Ok::<_, String>(sent)
+        })
+    };
+    let mut received = vec![None; n];
+    let mut seen = 0;
+    while seen < n {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .map_err(|_| format!("only {seen} of {n} paced outcomes within 60 s"))??;
+        let at = Instant::now();
+        let index = message
+            .key()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.strip_prefix(prefix.as_str()))
+            .and_then(|i| i.parse::<usize>().ok());
+        if let Some(i) = index
+            && i < n
+            && received[i].is_none()
+        {
+            received[i] = Some(at);
+            seen += 1;
+        }
+    }
+    let sent = sender.await??;
+    Ok(sent
+        .iter()
+        .zip(received)
+        .filter_map(|(s, r)| r.map(|r| r.duration_since(*s).as_secs_f64() * 1000.0))
+        .collect())
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1;
+    values[i]
 }
 
 async fn wait_ready(addr: &str) -> Result<(), Error> {
@@ -293,6 +409,7 @@ fn wrk(config: &Config, addr: &str, path: &str, script: Option<&str>) -> Result<
     let output = command
         .arg(format!("http://{addr}{path}"))
         .env("BENCH_PRODUCTS", config.products.to_string())
+        .env("BENCH_TOKEN", inventory_tests::http::token(&["ROLE_SYSTEM"]))
         .output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("Non-2xx") {
@@ -328,59 +445,108 @@ fn wrk(config: &Config, addr: &str, path: &str, script: Option<&str>) -> Result<
 struct Samples {
     pg_reserve: Vec<f64>,
     svc_reserve: Vec<f64>,
+    pg_reserve3: Vec<f64>,
+    svc_reserve3: Vec<f64>,
     pg_hot: Vec<f64>,
     svc_hot: Vec<f64>,
     latency_ms: Vec<f64>,
+    paced_p50: Vec<f64>,
+    paced_p99: Vec<f64>,
     pg_read: Vec<f64>,
     http_read: Vec<f64>,
     http_read_p99: Vec<f64>,
+    pg_check: Vec<f64>,
+    http_check: Vec<f64>,
+    http_check_p99: Vec<f64>,
     http_ceiling: Vec<f64>,
+    growth_reserve: Vec<f64>,
+    peak_rss_mb: Vec<f64>,
 }
 
-async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(), Error> {
-    let run = format!("bench{}r{rep}", std::process::id());
-    eprintln!("[bench] rep {rep}: reset database");
-    reset_database(config).await?;
+/// One order's product ids: `lines` distinct products spread over `products`.
+fn spread(products: usize, lines: usize) -> impl Fn(usize) -> Vec<String> {
+    move |i| {
+        (0..lines)
+            .map(|l| format!("p{}", (i * 7919 + l * (products / lines.max(1))) % products))
+            .collect()
+    }
+}
 
+async fn baselines(config: &Config, rep: usize, samples: &mut Samples) -> Result<(), Error> {
+    cache_trigger(config, false).await?;
     eprintln!(
         "[bench] rep {rep}: pgbench reservation transaction, {} clients",
         config.clients
     );
     samples.pg_reserve.push(pgbench(config, "reserve.sql", config.clients)?);
+    eprintln!("[bench] rep {rep}: pgbench 3-line reservation transaction");
+    samples
+        .pg_reserve3
+        .push(pgbench(config, "reserve3.sql", config.clients)?);
     eprintln!("[bench] rep {rep}: pgbench optimistic hot row");
     let before = hot_version(config).await?;
     pgbench(config, "hot.sql", config.clients)?;
     samples
         .pg_hot
         .push((hot_version(config).await? - before) as f64 / config.seconds as f64);
-    eprintln!("[bench] rep {rep}: pgbench read");
+    eprintln!("[bench] rep {rep}: pgbench read and = ANY of 100");
     samples.pg_read.push(pgbench(config, "read.sql", config.read_conns)?);
-    // pgbench's outcomes are not the service's to publish.
+    samples.pg_check.push(pgbench(config, "check.sql", config.read_conns)?);
+    // pgbench's holds and outcomes are not the service's.
     let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
-    conn.batch_execute("DELETE FROM outbox").await?;
+    conn.batch_execute(
+        "DELETE FROM outbox; DELETE FROM reservations; DELETE FROM processed_events; \
+         UPDATE inventory SET reserved = 0",
+    )
+    .await?;
+    conn.batch_execute("VACUUM ANALYZE").await?;
+    cache_trigger(config, true).await
+}
+
+async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(), Error> {
+    let run = format!("bench{}{}r{rep}", config.profile, std::process::id());
+    eprintln!("[bench] rep {rep}: reset database ({} products)", config.products);
+    reset_database(config, config.products).await?;
+    baselines(config, rep, samples).await?;
 
     let producer = producer(config)?;
-    let spread = format!("{run}s");
+    let spread_run = format!("{run}s");
     eprintln!(
         "[bench] rep {rep}: {} orders over {} products through the service",
         config.orders, config.products
     );
-    // Topics with 3 partitions, like the service creates them.
     let products = config.products;
-    let service = start_service(config, &spread, 18_900 + rep as u16)?;
+    let service = start_service(config, &spread_run, 18_900 + rep as u16)?;
     wait_ready(&service.addr).await?;
-    let reader = outcome_reader(config, &spread)?;
-    warm_up(&producer, &reader, &spread, "p0").await?;
-    let rate = timed_run(&producer, &reader, &spread, config.orders, |i| {
-        format!("p{}", (i * 7919) % products)
-    })
+    let reader = outcome_reader(config, &spread_run)?;
+    warm_up(&producer, &reader, &spread_run, "p0").await?;
+    let rate = timed_run(
+        &producer,
+        &reader,
+        &spread_run,
+        &format!("{spread_run}-1"),
+        config.orders,
+        spread(products, 1),
+    )
     .await?;
     samples.svc_reserve.push(rate);
+    eprintln!("[bench] rep {rep}: {} 3-line orders", config.orders);
+    let three = format!("{spread_run}-3");
+    let rate3 = timed_run(
+        &producer,
+        &reader,
+        &spread_run,
+        &three,
+        config.orders,
+        spread(products, 3),
+    )
+    .await?;
+    samples.svc_reserve3.push(rate3);
 
     eprintln!("[bench] rep {rep}: outcome latency at low load");
     for i in 0..30 {
-        let order_id = format!("{spread}-lat{i}");
-        send_order(&producer, &format!("{spread}.order-events"), &order_id, "p1").await?;
+        let order_id = format!("{spread_run}-lat{i}");
+        send_order(&producer, &format!("{spread_run}.order-events"), &order_id, "p1").await?;
         let sent = Instant::now();
         loop {
             let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
@@ -393,11 +559,23 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         samples.latency_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!(
+        "[bench] rep {rep}: outcome latency at half the throughput ({:.0} orders/s)",
+        rate / 2.0
+    );
+    let mut paced = paced_latencies(config, &reader, &spread_run, rate / 2.0, 5.0).await?;
+    samples.paced_p50.push(percentile(&mut paced, 0.5));
+    samples.paced_p99.push(percentile(&mut paced, 0.99));
+    samples.peak_rss_mb.push(service.peak_rss_mb()?);
 
     eprintln!("[bench] rep {rep}: wrk GET /api/inventory/{{id}}");
     let (rate, p99) = wrk(config, &service.addr, "/", Some("read.lua"))?;
     samples.http_read.push(rate);
     samples.http_read_p99.push(p99);
+    eprintln!("[bench] rep {rep}: wrk POST /api/inventory/check, 100 ids");
+    let (rate, p99) = wrk(config, &service.addr, "/", Some("check.lua"))?;
+    samples.http_check.push(rate);
+    samples.http_check_p99.push(p99);
     eprintln!("[bench] rep {rep}: wrk GET /health/live (the HTTP ceiling of the same binary)");
     samples
         .http_ceiling
@@ -413,9 +591,40 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     wait_ready(&service.addr).await?;
     let reader = outcome_reader(config, &hot)?;
     warm_up(&producer, &reader, &hot, "hot").await?;
-    let rate = timed_run(&producer, &reader, &hot, config.orders, |_| "hot".to_owned()).await?;
+    let rate = timed_run(&producer, &reader, &hot, &hot, config.orders, |_| {
+        vec!["hot".to_owned()]
+    })
+    .await?;
     samples.svc_hot.push(rate);
     drop(service);
+
+    if config.growth_products > 0 {
+        eprintln!(
+            "[bench] rep {rep}: reset database ({} products)",
+            config.growth_products
+        );
+        reset_database(config, config.growth_products).await?;
+        let grown = format!("{run}g");
+        eprintln!(
+            "[bench] rep {rep}: {} orders over {} products through the service",
+            config.orders, config.growth_products
+        );
+        let service = start_service(config, &grown, 18_980 + rep as u16)?;
+        wait_ready(&service.addr).await?;
+        let reader = outcome_reader(config, &grown)?;
+        warm_up(&producer, &reader, &grown, "p0").await?;
+        let rate = timed_run(
+            &producer,
+            &reader,
+            &grown,
+            &grown,
+            config.orders,
+            spread(config.growth_products, 1),
+        )
+        .await?;
+        samples.growth_reserve.push(rate);
+        drop(service);
+    }
     Ok(())
 }
 
@@ -428,9 +637,11 @@ async fn main() -> Result<(), Error> {
     let root = root();
     let admin_url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set; run `just bench`")?;
     let config = Config {
+        profile: std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "fast".to_owned()),
         reps: env_or("BENCH_REPS", 3),
+        growth_products: env_or("BENCH_GROWTH_PRODUCTS", 1_000_000),
         orders: env_or("BENCH_ORDERS", 20_000),
-        products: env_or("BENCH_PRODUCTS", 1000),
+        products: env_or("BENCH_PRODUCTS", 10_000),
         clients: env_or("BENCH_CLIENTS", 8),
         read_conns: env_or("BENCH_READ_CONNS", 64),
         seconds: env_or("BENCH_SECONDS", 10),
@@ -447,39 +658,58 @@ async fn main() -> Result<(), Error> {
     for rep in 1..=config.reps {
         one_rep(&config, rep, &mut samples).await?;
     }
-    let m = |v: &mut Vec<f64>| median(v);
-    let (pg_reserve, svc_reserve) = (m(&mut samples.pg_reserve), m(&mut samples.svc_reserve));
-    let (pg_hot, svc_hot) = (m(&mut samples.pg_hot), m(&mut samples.svc_hot));
-    let (pg_read, http_read) = (m(&mut samples.pg_read), m(&mut samples.http_read));
-    let (read_p99, ceiling) = (m(&mut samples.http_read_p99), m(&mut samples.http_ceiling));
-    let conns = config.read_conns;
     let mut latencies = samples.latency_ms.clone();
-    latencies.sort_by(f64::total_cmp);
-    let p90 = latencies.get(latencies.len() * 9 / 10).copied().unwrap_or(f64::NAN);
-    let latency = median(&mut samples.latency_ms);
+    let p90 = percentile(&mut latencies, 0.9);
+    let s = &mut samples;
+    let m = median;
+    let (pg_reserve, svc_reserve) = (m(&mut s.pg_reserve), m(&mut s.svc_reserve));
+    let (pg_reserve3, svc_reserve3) = (m(&mut s.pg_reserve3), m(&mut s.svc_reserve3));
+    let (pg_hot, svc_hot) = (m(&mut s.pg_hot), m(&mut s.svc_hot));
+    let (pg_read, http_read, read_p99) = (m(&mut s.pg_read), m(&mut s.http_read), m(&mut s.http_read_p99));
+    let (pg_check, http_check, check_p99) = (m(&mut s.pg_check), m(&mut s.http_check), m(&mut s.http_check_p99));
+    let ceiling = m(&mut s.http_ceiling);
+    let (paced_p50, paced_p99) = (m(&mut s.paced_p50), m(&mut s.paced_p99));
+    let growth = m(&mut s.growth_reserve);
+    let peak_rss = s.peak_rss_mb.iter().copied().fold(f64::NAN, f64::max);
+    let latency = m(&mut s.latency_ms);
+    let conns = config.read_conns;
+    let (products, growth_products) = (config.products, config.growth_products);
     let report = format!(
-        "# inventory bench ({} reps, medians; {} orders, {} products, {} pgbench clients, {} s runs, {} cores)\n\n\
-         | measure | service | baseline | ratio |\n|---|---|---|---|\n\
-         | reservations/s, spread over products (Kafka in → outbox → Kafka out) | {svc_reserve:.0} | {pg_reserve:.0} (pgbench reserve.sql) | {:.2} |\n\
-         | reservations/s, one hot product | {svc_hot:.0} | {pg_hot:.0} (pgbench hot.sql, committed) | {:.2} |\n\
-         | GET /api/inventory/{{id}} req/s (wrk, {conns} conns; p99 {read_p99:.1} ms) | {http_read:.0} | {pg_read:.0} (pgbench read.sql, {conns} clients) | {:.2} |\n\
-         | HTTP ceiling: GET /health/live req/s (wrk, {conns} conns) | {ceiling:.0} | – | – |\n\
-         | outcome latency at low load, ms (median / p90 of {} orders) | {latency:.1} / {p90:.1} | – | – |\n",
-        config.reps,
-        config.orders,
-        config.products,
-        config.clients,
-        config.seconds,
-        std::thread::available_parallelism().map_or(0, usize::from),
+        "# inventory bench, profile `{profile}` ({reps} reps, medians; {orders} orders, {products} products, \
+         {clients} pgbench clients, {secs} s runs, {cores} cores)\n\n\
+         | measure | service | baseline | ratio | target |\n|---|---|---|---|---|\n\
+         | reservations/s, 1-line orders over {products} products (Kafka in → outbox → Kafka out) | {svc_reserve:.0} | {pg_reserve:.0} (pgbench reserve.sql) | {:.2} | >= 3 (durable) |\n\
+         | reservations/s, 3-line orders | {svc_reserve3:.0} | {pg_reserve3:.0} (pgbench reserve3.sql) | {:.2} | >= 3 (durable) |\n\
+         | reservations/s, one hot product | {svc_hot:.0} | {pg_hot:.0} (pgbench hot.sql, committed) | {:.2} | >= 5 |\n\
+         | GET /api/inventory/{{id}} req/s (wrk, {conns} conns; p99 {read_p99:.1} ms) | {http_read:.0} | {pg_read:.0} (pgbench read.sql, {conns} clients) | {:.2} | >= 1.0, p99 <= 5 ms |\n\
+         | POST /check, 100 ids, req/s (wrk, {conns} conns; p99 {check_p99:.1} ms) | {http_check:.0} | {pg_check:.0} (pgbench check.sql, {conns} clients) | {:.2} | >= 1.5 |\n\
+         | HTTP ceiling: GET /health/live req/s (wrk, {conns} conns) | {ceiling:.0} | – | – | – |\n\
+         | outcome latency at low load, ms (median / p90 of {} orders) | {latency:.1} / {p90:.1} | – | – | – |\n\
+         | outcome latency at half the 1-line throughput, ms (median of reps' p50 / p99) | {paced_p50:.1} / {paced_p99:.1} | – | – | p99 <= 50 (fast) |\n\
+         | growth: reservations/s over {growth_products} products vs {products} | {growth:.0} | {svc_reserve:.0} | {:.2} | >= 0.8 |\n\
+         | peak RSS of the service after its Kafka runs, MB (max of reps) | {peak_rss:.0} | – | – | < 100 |\n",
         svc_reserve / pg_reserve,
+        svc_reserve3 / pg_reserve3,
         svc_hot / pg_hot,
         http_read / pg_read,
+        http_check / pg_check,
         samples.latency_ms.len(),
+        growth / svc_reserve,
+        profile = config.profile,
+        reps = config.reps,
+        orders = config.orders,
+        clients = config.clients,
+        secs = config.seconds,
+        cores = std::thread::available_parallelism().map_or(0, usize::from),
     );
     println!("{report}");
     let dir = config.root.join(".local/bench");
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("{}.md", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    let file = dir.join(format!(
+        "{}-{}.md",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        config.profile
+    ));
     std::fs::write(&file, &report)?;
     eprintln!("[bench] written to {}", file.display());
     Ok(())
