@@ -153,14 +153,15 @@ async fn soak() {
             busy.topics.orders.clone(),
         );
         tokio::spawn(async move {
-            let p = producer_on(&bootstrap);
+            let mut p = producer_on(&bootstrap);
             while !AtomicBool::load(&stop, Ordering::Relaxed) {
                 let n = sent.fetch_add(1, Ordering::Relaxed);
                 let order = format!("load-{n}");
                 let payload = order_created(&order, &[("a", 1)]).to_string();
-                // This test client's own delivery can time out across a pause (its request to the
-                // stopped broker is never answered): it sends the same record again, as an Order
-                // service would, and the service answers it once.
+                // This test client's own delivery can time out across a pause or a kill (its
+                // librdkafka producer was seen to time out every record after one): it sends the
+                // same record again from a new producer, as an Order service would retry, and the
+                // service answers it once.
                 let mut attempt = 0;
                 loop {
                     let record = FutureRecord::to(&topic).key(&order).payload(&payload);
@@ -172,7 +173,8 @@ async fn soak() {
                                 attempt < 5,
                                 "cannot publish {order} to {topic} after {attempt} tries: {e}"
                             );
-                            eprintln!("soak: the load client resends {order} ({e})");
+                            eprintln!("soak: the load client resends {order} from a new producer ({e})");
+                            p = producer_on(&bootstrap);
                         }
                     }
                 }

@@ -35,6 +35,8 @@ const ATTEMPTS_BEFORE_ISOLATING: u32 = 3;
 
 /// How long a stopping consumer waits for its close (final commit, leaving the group).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a consumer being recreated is waited for to close before its successor is created.
+const RECREATE_CLOSE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// How handling a group of events ended.
 enum Attempted {
@@ -196,8 +198,10 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         })
     }
 
-    /// Consumes until `shutdown`; then finishes the batch in hand and commits offsets.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Consumes until `shutdown`; then finishes the batch in hand and commits offsets. `leaving` is
+    /// the application's own shutdown: when it is not cancelled this consumer is being recreated,
+    /// and its close is not waited for long (see below).
+    pub async fn run(self, shutdown: CancellationToken, leaving: CancellationToken) {
         self.health.started(self.config.watchdog.bound);
         loop {
             if self.health.stalled() {
@@ -245,14 +249,21 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         // group coordinator after a broker hiccup (a synchronous commit here once waited for good),
         // so the close runs on a thread of its own and is awaited for a bounded time: offsets it
         // could not commit are only redelivered, and redelivery changes nothing twice.
-        let outcome = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(5), self.consumer.close())
-            .await
-            .ok();
+        // When the consumer is recreated, its successor must not wait on it: after a broker outage
+        // the close can take its whole timeout (seen: 10 s), and the group has no member meanwhile.
+        // It goes on closing on its thread; the successor's group join makes the handover.
+        let patience = if leaving.is_cancelled() {
+            CLOSE_TIMEOUT + Duration::from_secs(5)
+        } else {
+            RECREATE_CLOSE_PATIENCE
+        };
+        let outcome = tokio::time::timeout(patience, self.consumer.close()).await.ok();
         match outcome {
             Some(_) => tracing::info!("saga consumer stopped"),
             None => tracing::warn!(
-                timeout = ?CLOSE_TIMEOUT,
-                "saga consumer did not close in time; records after its last committed offsets will be redelivered"
+                waited = ?patience,
+                "saga consumer did not close in time; it goes on closing apart, and records after its last \
+                 committed offsets may be redelivered"
             ),
         }
     }
@@ -643,7 +654,7 @@ pub async fn run_saga<R, C>(
             vec![config.order_topic.clone(), config.payment_topic.clone()],
             stop.clone(),
         ));
-        let ended = tokio::spawn(consumer.run(stop.clone())).await;
+        let ended = tokio::spawn(consumer.run(stop.clone(), shutdown.clone())).await;
         stop.cancel();
         let _ = watchdog.await;
         if shutdown.is_cancelled() {

@@ -24,6 +24,9 @@
 //! The baselines run with the `inventory` trigger that feeds the service's
 //! read cache turned off: a service without that cache would not have it.
 //!
+//! With BENCH_PERF set, `perf record` samples the service during each phase; flat profiles go to
+//! `.local/bench/perf/<profile>-<phase>.txt` (the figures of such a run are not comparable).
+//!
 //! Settings (environment): BENCH_PROFILE (fast), BENCH_REPS (3), BENCH_ORDERS (20000),
 //! BENCH_PRODUCTS (10000), BENCH_GROWTH_PRODUCTS (1000000; 0 skips), BENCH_CLIENTS (8),
 //! BENCH_READ_CONNS (64), BENCH_SECONDS (10), BENCH_APP (target/release/inventory-app),
@@ -317,10 +320,11 @@ async fn paced_latencies(
     rate: f64,
     seconds: f64,
 ) -> Result<Vec<f64>, Error> {
-    // No linger: the latency is the service's, not a batching producer's.
+    // librdkafka's default linger (5 ms), as an Order service would send: it is in the figure.
+    // (With none, one produce request per order loads the shared broker more than the service.)
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka)
-        .set("linger.ms", "0")
+        .set("linger.ms", "5")
         .create()?;
     let n = ((rate * seconds) as usize).max(1);
     let topic = format!("{run}.order-events");
@@ -441,6 +445,52 @@ fn wrk(config: &Config, addr: &str, path: &str, script: Option<&str>) -> Result<
     Ok((rate, p99))
 }
 
+/// `perf record` of the service during one phase, when BENCH_PERF is set; its report on `stop`.
+struct Profile(Option<(Child, PathBuf)>);
+
+impl Profile {
+    fn attach(config: &Config, service: &Service, phase: &str) -> Result<Self, Error> {
+        if std::env::var_os("BENCH_PERF").is_none() {
+            return Ok(Self(None));
+        }
+        let dir = config.root.join(".local/bench/perf");
+        std::fs::create_dir_all(&dir)?;
+        let data = dir.join(format!("{}-{phase}.data", config.profile));
+        let child = Command::new("perf")
+            .args(["record", "-F", "499", "-g", "-p", &service.child.id().to_string(), "-o"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("perf record: {e} (apt-get install linux-perf)"))?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Self(Some((child, data))))
+    }
+
+    /// Stops recording and writes the flat profile next to the data (`<phase>.txt`).
+    fn stop(self) -> Result<(), Error> {
+        let Some((mut child, data)) = self.0 else { return Ok(()) };
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+        child.wait()?;
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--percent-limit",
+                "1",
+                "--sort",
+                "dso,symbol",
+                "-i",
+            ])
+            .arg(&data)
+            .output()?;
+        std::fs::write(data.with_extension("txt"), &report.stdout)?;
+        eprintln!("[bench] profile: {}", data.with_extension("txt").display());
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct Samples {
     pg_reserve: Vec<f64>,
@@ -520,6 +570,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     wait_ready(&service.addr).await?;
     let reader = outcome_reader(config, &spread_run)?;
     warm_up(&producer, &reader, &spread_run, "p0").await?;
+    let profile = Profile::attach(config, &service, "reserve-1-line")?;
     let rate = timed_run(
         &producer,
         &reader,
@@ -529,8 +580,10 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         spread(products, 1),
     )
     .await?;
+    profile.stop()?;
     samples.svc_reserve.push(rate);
     eprintln!("[bench] rep {rep}: {} 3-line orders", config.orders);
+    let profile = Profile::attach(config, &service, "reserve-3-line")?;
     let three = format!("{spread_run}-3");
     let rate3 = timed_run(
         &producer,
@@ -541,6 +594,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         spread(products, 3),
     )
     .await?;
+    profile.stop()?;
     samples.svc_reserve3.push(rate3);
 
     eprintln!("[bench] rep {rep}: outcome latency at low load");
@@ -563,17 +617,23 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         "[bench] rep {rep}: outcome latency at half the throughput ({:.0} orders/s)",
         rate / 2.0
     );
+    let profile = Profile::attach(config, &service, "paced")?;
     let mut paced = paced_latencies(config, &reader, &spread_run, rate / 2.0, 5.0).await?;
+    profile.stop()?;
     samples.paced_p50.push(percentile(&mut paced, 0.5));
     samples.paced_p99.push(percentile(&mut paced, 0.99));
     samples.peak_rss_mb.push(service.peak_rss_mb()?);
 
     eprintln!("[bench] rep {rep}: wrk GET /api/inventory/{{id}}");
+    let profile = Profile::attach(config, &service, "get")?;
     let (rate, p99) = wrk(config, &service.addr, "/", Some("read.lua"))?;
+    profile.stop()?;
     samples.http_read.push(rate);
     samples.http_read_p99.push(p99);
     eprintln!("[bench] rep {rep}: wrk POST /api/inventory/check, 100 ids");
+    let profile = Profile::attach(config, &service, "check")?;
     let (rate, p99) = wrk(config, &service.addr, "/", Some("check.lua"))?;
+    profile.stop()?;
     samples.http_check.push(rate);
     samples.http_check_p99.push(p99);
     eprintln!("[bench] rep {rep}: wrk GET /health/live (the HTTP ceiling of the same binary)");
@@ -591,10 +651,12 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     wait_ready(&service.addr).await?;
     let reader = outcome_reader(config, &hot)?;
     warm_up(&producer, &reader, &hot, "hot").await?;
+    let profile = Profile::attach(config, &service, "hot")?;
     let rate = timed_run(&producer, &reader, &hot, &hot, config.orders, |_| {
         vec!["hot".to_owned()]
     })
     .await?;
+    profile.stop()?;
     samples.svc_hot.push(rate);
     drop(service);
 
