@@ -285,17 +285,18 @@ impl StockCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::DateTime;
     use uuid::Uuid;
 
     use super::*;
 
-    fn pid(s: &str) -> ProductId {
+    pub(crate) fn pid(s: &str) -> ProductId {
         ProductId::parse(s).unwrap()
     }
 
-    fn row(p: &str, quantity: i64, version: i64) -> Inventory {
+    /// A stock row of `p` (nothing reserved).
+    pub(crate) fn row(p: &str, quantity: i64, version: i64) -> Inventory {
         Inventory::restore(Uuid::nil(), pid(p), quantity, 0, version, DateTime::UNIX_EPOCH).unwrap()
     }
 

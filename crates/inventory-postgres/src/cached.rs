@@ -113,14 +113,7 @@ mod tests {
 
     use super::*;
     use crate::cache::CacheConfig;
-
-    fn pid(s: &str) -> ProductId {
-        ProductId::parse(s).unwrap()
-    }
-
-    fn row(p: &str, quantity: i64, version: i64) -> Inventory {
-        Inventory::restore(Uuid::nil(), pid(p), quantity, 0, version, DateTime::UNIX_EPOCH).unwrap()
-    }
+    use crate::cache::tests::{pid, row};
 
     fn fresh() -> Arc<StockCache> {
         let cache = Arc::new(StockCache::new(CacheConfig::default()));
