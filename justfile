@@ -134,7 +134,7 @@ bench: stack-up
       case "$profile" in
         durable)
           dir="$PWD/.local/bench/pg-durable"
-          port=$(bash deploy/local/instance.sh free-port 56600)
+          port=$(bash deploy/local/instance.sh free-port 26600)
           bash deploy/local/instance.sh pg-start "$dir" "$port"
           trap 'bash deploy/local/instance.sh pg-stop "$dir" fast' EXIT
           BENCH_PROFILE=durable DATABASE_URL="postgres://postgres@127.0.0.1:$port/inventory_db" ./target/release/inventory-bench

@@ -58,7 +58,9 @@ impl OwnPostgres {
     /// Creates, starts and migrates a new cluster on a free port.
     pub async fn start() -> Self {
         let dir = instance_dir("pg");
-        let port = free_port(56000 + (std::process::id() % 500) as u16 + spread());
+        // Below 32768: ports in Linux's ephemeral range (32768-60999) may be taken meanwhile by
+        // any client connection's local end, and the server's bind then fails (seen in CI).
+        let port = free_port(24000 + (std::process::id() % 500) as u16 + spread());
         instance(&["pg-start", path(&dir), &port.to_string()]);
         let pg = Self { dir, port };
         inventory_postgres::run_migrations(&pg.url())
@@ -71,7 +73,7 @@ impl OwnPostgres {
     /// certificate and key in `certs` (`server.crt`, `server.key`); not migrated.
     pub fn start_tls(certs: &Path) -> Self {
         let dir = instance_dir("pg");
-        let port = free_port(56500 + (std::process::id() % 400) as u16 + spread());
+        let port = free_port(25000 + (std::process::id() % 400) as u16 + spread());
         instance(&["pg-start", path(&dir), &port.to_string(), path(certs)]);
         Self { dir, port }
     }
