@@ -5,8 +5,8 @@
 //! `max_staleness` before it, whichever instance (or SQL session) made it, and every change this
 //! instance made, as soon as the write returned. Otherwise the read goes to the database.
 //!
-//! **How.** A trigger on `inventory` sends `pg_notify('inventory_stock', '<version> <product>')`
-//! in the writing transaction, so the notice is delivered after the commit, in commit order (see
+//! **How.** A trigger on `inventory` sends `pg_notify('inventory_stock', …)` with the changed rows'
+//! `<version> <product>` (once per statement, up to 25 a notice) in the writing transaction, so the notice is delivered after the commit, in commit order (see
 //! `listen`). The listener applies notices in the order it receives them and, every
 //! `heartbeat`, sends a ping of its own on the same channel. When its ping comes back, every
 //! change committed before the ping was sent has been applied: the cache serves only while the

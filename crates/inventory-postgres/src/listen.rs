@@ -100,20 +100,23 @@ async fn listen_once(database_url: &str, cache: &StockCache, token: &str) -> Res
     }
 }
 
-/// `<version> <product id>`, as the trigger writes it; `deleted <product id>` for a deleted row.
+/// One change per line, as the trigger writes them: `<version> <product id>`, or
+/// `deleted <product id>` for a deleted row.
 fn apply(cache: &StockCache, payload: &str) {
-    let Some((version, product)) = payload.split_once(' ') else {
-        tracing::warn!(payload, "stock cache: a notice it cannot read");
-        return;
-    };
-    let version = if version == "deleted" {
-        Some(DELETED)
-    } else {
-        version.parse().ok()
-    };
-    match (version, ProductId::parse(product)) {
-        (Some(version), Ok(product)) => cache.notice(product, version),
-        _ => tracing::warn!(payload, "stock cache: a notice it cannot read"),
+    for change in payload.split('\n') {
+        let parsed = change.split_once(' ').and_then(|(version, product)| {
+            let version = if version == "deleted" {
+                Some(DELETED)
+            } else {
+                version.parse().ok()
+            }?;
+            Some((version, ProductId::parse(product).ok()?))
+        });
+        match parsed {
+            Some((version, product)) => cache.notice(product, version),
+            // A product id the API cannot name (written in SQL) is never served from the cache.
+            None => tracing::warn!(change, "stock cache: a notice it cannot read"),
+        }
     }
 }
 
@@ -139,5 +142,28 @@ pub(crate) async fn drive<S, T>(
             }
             None => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheConfig;
+    use crate::cache::tests::{pid, row};
+
+    #[test]
+    fn a_notice_carries_one_change_per_line() {
+        let cache = StockCache::new(CacheConfig::default());
+        let epoch = cache.restart();
+        cache.confirmed(epoch, Instant::now());
+        let products = [pid("a"), pid("b c"), pid("d")];
+        let rows = [row("a", 1, 1), row("b c", 1, 1), row("d", 1, 1)];
+        cache.fill(cache.ticket(), &products, &rows);
+        apply(&cache, "2 a\n2 b c\nnot-a-version x");
+        let (found, missing, _) = cache.lookup(&products);
+        assert_eq!(found, vec![row("d", 1, 1)], "d was not in the notice");
+        assert_eq!(missing, vec![pid("a"), pid("b c")], "a product id may hold a space");
+        apply(&cache, "deleted d");
+        assert_eq!(cache.lookup(&[pid("d")]).1, vec![pid("d")]);
     }
 }

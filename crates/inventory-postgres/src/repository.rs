@@ -186,51 +186,54 @@ impl InventoryRepository for PgRepository {
     async fn load(&self, request: &LoadRequest) -> Result<Snapshot, RepoError> {
         let mut conn = self.conn().await?;
         let order_ids = strings(request.orders.iter().map(OrderId::as_str));
-        let (reservation_rows, line_rows, processed) = if order_ids.is_empty() && request.events.is_empty() {
-            (Vec::new(), Vec::new(), Vec::new())
-        } else {
-            let reservation_rows: Vec<ReservationRow> = reservations::table
-                .filter(reservations::order_id.eq_any(&order_ids))
-                .select(ReservationRow::as_select())
-                .load(&mut *conn)
-                .await
-                .map_err(db_error)?;
-            let line_rows: Vec<LineRow> = if reservation_rows.is_empty() {
-                Vec::new()
-            } else {
+        let requested: BTreeSet<String> = request.products.iter().map(|p| p.as_str().to_owned()).collect();
+        // One pipelined round trip: the orders' holds and lines, the events already processed, and
+        // the stock rows asked for (the lines' products, when a release needs more, cost a second).
+        let (reservation_rows, line_rows, processed, mut stock_rows) = {
+            let db: &AsyncPgConnection = &conn;
+            let holds = (!order_ids.is_empty()).then(|| {
+                reservations::table
+                    .filter(reservations::order_id.eq_any(order_ids.clone()))
+                    .select(ReservationRow::as_select())
+                    .load::<ReservationRow>(&mut &*db)
+            });
+            let lines = (!order_ids.is_empty()).then(|| {
                 reservation_lines::table
-                    .filter(reservation_lines::order_id.eq_any(&order_ids))
+                    .filter(reservation_lines::order_id.eq_any(order_ids.clone()))
                     .select(LineRow::as_select())
-                    .load(&mut *conn)
-                    .await
-                    .map_err(db_error)?
-            };
-            let processed: Vec<Uuid> = if request.events.is_empty() {
-                Vec::new()
-            } else {
+                    .load::<LineRow>(&mut &*db)
+            });
+            let processed = (!request.events.is_empty()).then(|| {
                 processed_events::table
-                    .filter(processed_events::event_id.eq_any(&request.events))
+                    .filter(processed_events::event_id.eq_any(request.events.clone()))
                     .select(processed_events::event_id)
-                    .load(&mut *conn)
-                    .await
-                    .map_err(db_error)?
-            };
-            (reservation_rows, line_rows, processed)
+                    .load::<Uuid>(&mut &*db)
+            });
+            let stock = (!requested.is_empty()).then(|| {
+                inventory::table
+                    .filter(inventory::product_id.eq_any(requested.iter().cloned().collect::<Vec<_>>()))
+                    .select(StockRow::as_select())
+                    .load::<StockRow>(&mut &*db)
+            });
+            futures_util::try_join!(optional(holds), optional(lines), optional(processed), optional(stock))
+                .map_err(db_error)?
         };
-
-        let mut products: BTreeSet<String> = request.products.iter().map(|p| p.as_str().to_owned()).collect();
-        products.extend(line_rows.iter().map(|l| l.product_id.clone()));
-        let stock_rows: Vec<StockRow> = if products.is_empty() {
-            Vec::new()
-        } else {
-            let products: Vec<String> = products.into_iter().collect();
-            inventory::table
-                .filter(inventory::product_id.eq_any(&products))
+        let missing: Vec<String> = line_rows
+            .iter()
+            .filter(|l| !requested.contains(&l.product_id))
+            .map(|l| l.product_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            let more: Vec<StockRow> = inventory::table
+                .filter(inventory::product_id.eq_any(&missing))
                 .select(StockRow::as_select())
                 .load(&mut *conn)
                 .await
-                .map_err(db_error)?
-        };
+                .map_err(db_error)?;
+            stock_rows.extend(more);
+        }
 
         let mut lines_by_order: HashMap<String, Vec<LineRow>> = HashMap::new();
         for line in line_rows {
@@ -356,5 +359,15 @@ impl InventoryRepository for PgRepository {
                 })
             })
             .collect()
+    }
+}
+
+/// A query that may not be needed: its rows, or none.
+async fn optional<T>(
+    query: Option<impl std::future::Future<Output = diesel::QueryResult<Vec<T>>>>,
+) -> diesel::QueryResult<Vec<T>> {
+    match query {
+        Some(query) => query.await,
+        None => Ok(Vec::new()),
     }
 }

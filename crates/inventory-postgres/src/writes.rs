@@ -1,12 +1,17 @@
 //! A change set written in one transaction: stock rows locked in
 //! product-id order and version-checked, then each table written with one
 //! statement over `unnest`ed arrays, however many rows the change has.
-
-use std::collections::HashMap;
+//!
+//! The statements are pipelined: all are sent before the first answer is read
+//! (PostgreSQL runs them one after the other, in the order sent), so a change
+//! set costs one round trip between `BEGIN` and `COMMIT`, not one per table.
+//! Row counts are checked once every answer is in, before the commit.
 
 use diesel::prelude::*;
+use diesel::result::QueryResult;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::BoxFuture;
 use inventory_domain::{AddOutcome, Adjustment, AdjustmentReason, ChangeSet, IdempotencyRecord, StockAddition};
 
 use crate::errors::TxError;
@@ -18,29 +23,66 @@ fn to_i32(v: u32) -> Result<i32, TxError> {
 }
 
 pub(crate) async fn write_changes(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
-    write_stock(conn, changes).await?;
-    write_reservations(conn, changes).await?;
-    write_processed(conn, changes).await?;
-    write_outbox(conn, changes).await?;
-    write_adjustments(conn, changes).await?;
+    let mut pipeline = Pipeline::new(conn);
+    write_stock(&mut pipeline, changes)?;
+    write_reservations(&mut pipeline, changes)?;
+    write_processed(&mut pipeline, changes);
+    write_outbox(&mut pipeline, changes)?;
+    write_adjustments(&mut pipeline, changes)?;
     if let Some(record) = &changes.idempotency {
         let inv = &record.result;
         // A key already stored is a unique violation: a conflict, retried, then replayed.
-        diesel::insert_into(idempotency_keys::table)
-            .values((
-                idempotency_keys::idempotency_key.eq(&record.request.key),
-                idempotency_keys::fingerprint.eq(&record.request.fingerprint),
-                idempotency_keys::inventory_id.eq(inv.id()),
-                idempotency_keys::product_id.eq(inv.product_id().as_str()),
-                idempotency_keys::quantity.eq(to_i32(inv.quantity())?),
-                idempotency_keys::reserved.eq(to_i32(inv.reserved())?),
-                idempotency_keys::version.eq(inv.version()),
-                idempotency_keys::updated_at.eq(inv.updated_at()),
-            ))
-            .execute(conn)
-            .await?;
+        let insert = diesel::insert_into(idempotency_keys::table).values((
+            idempotency_keys::idempotency_key.eq(record.request.key.clone()),
+            idempotency_keys::fingerprint.eq(record.request.fingerprint.clone()),
+            idempotency_keys::inventory_id.eq(inv.id()),
+            idempotency_keys::product_id.eq(inv.product_id().to_string()),
+            idempotency_keys::quantity.eq(to_i32(inv.quantity())?),
+            idempotency_keys::reserved.eq(to_i32(inv.reserved())?),
+            idempotency_keys::version.eq(inv.version()),
+            idempotency_keys::updated_at.eq(inv.updated_at()),
+        ));
+        let future = insert.execute(&mut pipeline.conn());
+        pipeline.push(future, None);
     }
-    Ok(())
+    pipeline.run().await
+}
+
+/// Statements sent on one connection without waiting for each answer, each with the row count
+/// it must report (a different count is a conflict: the batch is redone from fresh state).
+struct Pipeline<'a> {
+    conn: &'a AsyncPgConnection,
+    steps: Vec<(BoxFuture<'a, QueryResult<usize>>, Option<usize>)>,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(conn: &'a AsyncPgConnection) -> Self {
+        Self { conn, steps: Vec::new() }
+    }
+
+    /// The connection to bind a statement to (a shared reference is what pipelines).
+    fn conn(&self) -> &'a AsyncPgConnection {
+        self.conn
+    }
+
+    fn push(&mut self, statement: BoxFuture<'a, QueryResult<usize>>, expected: Option<usize>) {
+        self.steps.push((statement, expected));
+    }
+
+    /// Sends every statement, in order, then reads every answer. The first failure in statement
+    /// order is the cause (the ones after it only report the aborted transaction); a count off
+    /// is a conflict.
+    async fn run(self) -> Result<(), TxError> {
+        let (statements, expected): (Vec<_>, Vec<_>) = self.steps.into_iter().unzip();
+        let answers = futures_util::future::join_all(statements).await;
+        for (answer, expected) in answers.into_iter().zip(expected) {
+            let n = answer?;
+            if expected.is_some_and(|e| e != n) {
+                return Err(TxError::Conflict);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Adds units as one increment of the stored count (or the row, created), then its audit row and
@@ -87,27 +129,23 @@ pub(crate) async fn add_units(conn: &mut AsyncPgConnection, addition: &StockAddi
     Ok(AddOutcome::Added(inventory))
 }
 
-async fn write_stock(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+fn write_stock(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), TxError> {
     let (updates, inserts): (Vec<_>, Vec<_>) = changes.stock.iter().partition(|w| w.expected_version.is_some());
     if !updates.is_empty() {
-        let mut ids: Vec<&str> = updates.iter().map(|w| w.inventory.product_id().as_str()).collect();
+        let mut ids: Vec<String> = updates.iter().map(|w| w.inventory.product_id().to_string()).collect();
         ids.sort_unstable();
-        // Lock in product-id order first: concurrent savers then queue instead of deadlocking.
-        let locked: Vec<(String, i64)> = inventory::table
-            .filter(inventory::product_id.eq_any(&ids))
+        ids.dedup();
+        // Lock in product-id order first: concurrent savers then queue instead of deadlocking. A
+        // row missing is a conflict; a version moved on is one too, found by the update below.
+        let locked = ids.len();
+        let lock = inventory::table
+            .filter(inventory::product_id.eq_any(ids))
             .order(inventory::product_id.asc())
-            .select((inventory::product_id, inventory::version))
+            .select(inventory::version)
             .for_update()
-            .load(conn)
-            .await?;
-        let stored: HashMap<&str, i64> = locked.iter().map(|(p, v)| (p.as_str(), *v)).collect();
-        let stale = updates
-            .iter()
-            .any(|w| stored.get(w.inventory.product_id().as_str()) != w.expected_version.as_ref());
-        if stale {
-            return Err(TxError::Conflict);
-        }
-        let n = diesel::sql_query(
+            .execute(&mut pipeline.conn());
+        pipeline.push(lock, Some(locked));
+        let update = diesel::sql_query(
             "UPDATE inventory AS i \
              SET quantity = v.quantity, reserved = v.reserved, version = v.version, updated_at = v.updated_at \
              FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[]) \
@@ -135,14 +173,11 @@ async fn write_stock(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resul
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-        if n != updates.len() {
-            return Err(TxError::Conflict);
-        }
+        .execute(&mut pipeline.conn());
+        pipeline.push(update, Some(updates.len()));
     }
     if !inserts.is_empty() {
-        let n = diesel::sql_query(
+        let insert = diesel::sql_query(
             "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at) \
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[], $5::int8[], $6::timestamptz[]) \
              ON CONFLICT (product_id) DO NOTHING",
@@ -168,16 +203,13 @@ async fn write_stock(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resul
         )
         .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
         .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-        if n != inserts.len() {
-            return Err(TxError::Conflict);
-        }
+        .execute(&mut pipeline.conn());
+        pipeline.push(insert, Some(inserts.len()));
     }
     Ok(())
 }
 
-async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+fn write_reservations(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), TxError> {
     let (updates, inserts): (Vec<_>, Vec<_>) = changes.reservations.iter().partition(|w| w.expected_version.is_some());
     let columns = |ws: &[&inventory_domain::ReservationWrite]| {
         let mut ids = Vec::new();
@@ -195,7 +227,7 @@ async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -
     };
     if !inserts.is_empty() {
         let (ids, statuses, reasons, expires) = columns(&inserts);
-        let n = diesel::sql_query(
+        let insert = diesel::sql_query(
             "INSERT INTO reservations (order_id, status, reason, created_at, updated_at, expires_at, version) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], \
                                   $6::timestamptz[], $7::int8[]) \
@@ -208,15 +240,12 @@ async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -
         .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
         .bind::<Array<Nullable<Timestamptz>>, _>(expires)
         .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-        if n != inserts.len() {
-            return Err(TxError::Conflict);
-        }
+        .execute(&mut pipeline.conn());
+        pipeline.push(insert, Some(inserts.len()));
     }
     if !updates.is_empty() {
         let (ids, statuses, reasons, expires) = columns(&updates);
-        let n = diesel::sql_query(
+        let update = diesel::sql_query(
             "UPDATE reservations AS r \
              SET status = v.status, reason = v.reason, updated_at = v.updated_at, expires_at = v.expires_at, \
                  version = v.version \
@@ -236,11 +265,8 @@ async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -
                 .map(|w| w.expected_version.unwrap_or(-1))
                 .collect::<Vec<_>>(),
         )
-        .execute(conn)
-        .await?;
-        if n != updates.len() {
-            return Err(TxError::Conflict);
-        }
+        .execute(&mut pipeline.conn());
+        pipeline.push(update, Some(updates.len()));
     }
     // Lines of new holds, and of paid orders reserved late, after their reservation rows.
     let lines: Vec<(&str, &inventory_domain::LineItem)> = changes
@@ -255,7 +281,7 @@ async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -
         })
         .collect();
     if !lines.is_empty() {
-        diesel::sql_query(
+        let insert = diesel::sql_query(
             "INSERT INTO reservation_lines (order_id, product_id, quantity) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])",
         )
@@ -267,18 +293,18 @@ async fn write_reservations(conn: &mut AsyncPgConnection, changes: &ChangeSet) -
                 .map(|(_, l)| to_i32(l.quantity))
                 .collect::<Result<Vec<_>, _>>()?,
         )
-        .execute(conn)
-        .await?;
+        .execute(&mut pipeline.conn());
+        pipeline.push(insert, None);
     }
     Ok(())
 }
 
-async fn write_processed(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+fn write_processed(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) {
     let events = &changes.processed_events;
     if events.is_empty() {
-        return Ok(());
+        return;
     }
-    let n = diesel::sql_query(
+    let insert = diesel::sql_query(
         "INSERT INTO processed_events (event_id, order_id, outcome, processed_at) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
          ON CONFLICT (event_id) DO NOTHING",
@@ -287,16 +313,12 @@ async fn write_processed(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> R
     .bind::<Array<Text>, _>(events.iter().map(|e| e.order_id.to_string()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(events.iter().map(|e| e.outcome.to_owned()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.processed_at).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    // Another consumer processed one of them meanwhile: redo the batch from fresh state.
-    if n != events.len() {
-        return Err(TxError::Conflict);
-    }
-    Ok(())
+    .execute(&mut pipeline.conn());
+    // Fewer rows: another consumer processed one of them meanwhile; the batch is redone from fresh state.
+    pipeline.push(insert, Some(events.len()));
 }
 
-async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+fn write_outbox(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), TxError> {
     let events = &changes.outbox;
     if events.is_empty() {
         return Ok(());
@@ -306,7 +328,7 @@ async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resu
         .iter()
         .map(|e| (!e.headers.is_empty()).then(|| serde_json::json!(e.headers)))
         .collect();
-    diesel::sql_query(
+    let insert = diesel::sql_query(
         "INSERT INTO outbox (event_id, event_type, message_key, payload, created_at, headers) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::jsonb[])",
     )
@@ -326,8 +348,8 @@ async fn write_outbox(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Resu
     .bind::<Array<Jsonb>, _>(payloads)
     .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
     .bind::<Array<diesel::sql_types::Nullable<Jsonb>>, _>(headers)
-    .execute(conn)
-    .await?;
+    .execute(&mut pipeline.conn());
+    pipeline.push(insert, None);
     Ok(())
 }
 
@@ -336,12 +358,12 @@ fn payload(event: &inventory_domain::OutboxEvent) -> Result<serde_json::Value, T
     inventory_contract::encode(event).map_err(|err| TxError::Invalid(err.to_string()))
 }
 
-async fn write_adjustments(conn: &mut AsyncPgConnection, changes: &ChangeSet) -> Result<(), TxError> {
+fn write_adjustments(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), TxError> {
     let rows = &changes.adjustments;
     if rows.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    let insert = diesel::sql_query(
         "INSERT INTO stock_adjustments (product_id, old_quantity, new_quantity, delta, reason, actor, note, created_at) \
          SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::text[], $6::text[], $7::text[], \
                               $8::timestamptz[])",
@@ -358,7 +380,7 @@ async fn write_adjustments(conn: &mut AsyncPgConnection, changes: &ChangeSet) ->
     .bind::<Array<Text>, _>(rows.iter().map(|a| a.actor.0.clone()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|a| a.note.clone()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.at).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+    .execute(&mut pipeline.conn());
+    pipeline.push(insert, None);
     Ok(())
 }

@@ -100,7 +100,7 @@ async fn reset_database(config: &Config, products: usize) -> Result<(), Error> {
     inventory_postgres::run_migrations(&config.bench_url).await?;
     let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
     // No service listens yet: the seed need not notify a million times.
-    conn.batch_execute("ALTER TABLE inventory DISABLE TRIGGER inventory_notify_change")
+    conn.batch_execute("ALTER TABLE inventory DISABLE TRIGGER USER")
         .await?;
     conn.batch_execute(&format!(
         "INSERT INTO inventory (id, product_id, quantity) \
@@ -122,7 +122,7 @@ async fn reset_database(config: &Config, products: usize) -> Result<(), Error> {
         history = config.history,
     ))
     .await?;
-    conn.batch_execute("ALTER TABLE inventory ENABLE TRIGGER inventory_notify_change")
+    conn.batch_execute("ALTER TABLE inventory ENABLE TRIGGER USER")
         .await?;
     conn.batch_execute("VACUUM ANALYZE").await?;
     Ok(())
@@ -145,7 +145,7 @@ async fn hot_version(config: &Config) -> Result<i64, Error> {
 async fn cache_trigger(config: &Config, on: bool) -> Result<(), Error> {
     let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
     let verb = if on { "ENABLE" } else { "DISABLE" };
-    conn.batch_execute(&format!("ALTER TABLE inventory {verb} TRIGGER inventory_notify_change"))
+    conn.batch_execute(&format!("ALTER TABLE inventory {verb} TRIGGER USER"))
         .await?;
     Ok(())
 }
@@ -231,6 +231,8 @@ fn start_service(config: &Config, run: &str, port: u16) -> Result<Service, Error
             std::env::var("BENCH_CACHE").map_or("true", |v| if v == "off" { "false" } else { "true" }),
         )
         .env("RUST_LOG", "warn")
+        // BENCH_SVC_<NAME>=v sets the service's <NAME> (e.g. BENCH_SVC_KAFKA_BATCH_MAX=50), for A/B runs.
+        .envs(std::env::vars().filter_map(|(k, v)| k.strip_prefix("BENCH_SVC_").map(|k| (k.to_owned(), v))))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -412,6 +414,20 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     }
     let i = ((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1;
     values[i]
+}
+
+/// Keeps the service's `/metrics` (batch sizes and durations, relay figures) beside the report, to
+/// read where an outcome's time went.
+async fn save_metrics(config: &Config, addr: &str, name: &str) {
+    let dir = config.root.join(".local/bench");
+    let text = match reqwest::get(format!("http://{addr}/metrics")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => format!("# /metrics unavailable: {e}\n"),
+    };
+    let path = dir.join(format!("{name}-metrics.txt"));
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+        eprintln!("[bench] cannot write {}: {e}", path.display());
+    }
 }
 
 async fn wait_ready(addr: &str) -> Result<(), Error> {
@@ -654,6 +670,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     profile.stop()?;
     samples.paced_p50.push(percentile(&mut paced, 0.5));
     samples.paced_p99.push(percentile(&mut paced, 0.99));
+    save_metrics(config, &service.addr, &format!("{}-r{rep}-after-paced", config.profile)).await;
     samples.peak_rss_mb.push(service.peak_rss_mb()?);
 
     eprintln!("[bench] rep {rep}: wrk GET /api/inventory/{{id}}");
