@@ -215,7 +215,8 @@ impl InventoryRepository for PgRepository {
                     .select(StockRow::as_select())
                     .load::<StockRow>(&mut &*db)
             });
-            futures_util::try_join!(optional(holds), optional(lines), optional(processed), optional(stock))
+            futures_util::future::try_join4(optional(holds), optional(lines), optional(processed), optional(stock))
+                .await
                 .map_err(db_error)?
         };
         let missing: Vec<String> = line_rows

@@ -57,7 +57,10 @@ struct Pipeline<'a> {
 
 impl<'a> Pipeline<'a> {
     fn new(conn: &'a AsyncPgConnection) -> Self {
-        Self { conn, steps: Vec::new() }
+        Self {
+            conn,
+            steps: Vec::new(),
+        }
     }
 
     /// The connection to bind a statement to (a shared reference is what pipelines).

@@ -100,8 +100,7 @@ async fn reset_database(config: &Config, products: usize) -> Result<(), Error> {
     inventory_postgres::run_migrations(&config.bench_url).await?;
     let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
     // No service listens yet: the seed need not notify a million times.
-    conn.batch_execute("ALTER TABLE inventory DISABLE TRIGGER USER")
-        .await?;
+    conn.batch_execute("ALTER TABLE inventory DISABLE TRIGGER USER").await?;
     conn.batch_execute(&format!(
         "INSERT INTO inventory (id, product_id, quantity) \
          SELECT gen_random_uuid(), 'p' || g, 1000000 FROM generate_series(0, {}) g; \
@@ -122,8 +121,7 @@ async fn reset_database(config: &Config, products: usize) -> Result<(), Error> {
         history = config.history,
     ))
     .await?;
-    conn.batch_execute("ALTER TABLE inventory ENABLE TRIGGER USER")
-        .await?;
+    conn.batch_execute("ALTER TABLE inventory ENABLE TRIGGER USER").await?;
     conn.batch_execute("VACUUM ANALYZE").await?;
     Ok(())
 }
