@@ -22,8 +22,9 @@ pub use ledger::{AdjustError, Inconsistency, Ledger, Outcome};
 pub use ports::{
     AddOutcome, Adjustment, AdjustmentRecord, Cause, ChangeSet, Clock, ErrorChain, EventPublisher, IdempotencyRecord,
     IdempotentRequest, InventoryRepository, LoadRequest, OutboxBacklog, OutboxStore, PendingEvent, ProcessedEvent,
-    PublishError, Relayed, RepoError, ReservationWrite, Snapshot, StockAddition, StockWrite,
+    PublishError, Relayed, RepoError, ReservationWrite, Snapshot, StockAddition, StockFilter, StockListing, StockScan,
+    StockWrite,
 };
 pub use reservation::{Reservation, ReservationStatus};
-pub use service::{InventoryService, ServiceConfig, ServiceError, ServiceMetrics};
+pub use service::{InventoryService, MAX_PAGE, MAX_SCAN, ServiceConfig, ServiceError, ServiceMetrics, StockPage};
 pub use values::{Actor, AdjustmentReason, IdError, OrderId, ProductId, Quantity, QuantityError, StockCount};

@@ -236,6 +236,45 @@ pub struct AdjustmentRecord {
     pub adjustment: Adjustment,
 }
 
+/// Which stock rows a listing wants. Every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockFilter {
+    /// `quantity - reserved` below this.
+    pub available_below: Option<u32>,
+    /// `quantity - reserved` at least this.
+    pub available_at_least: Option<u32>,
+    /// Product ids that start with this.
+    pub product_id_prefix: Option<String>,
+    /// Changed at or after this.
+    pub updated_since: Option<DateTime<Utc>>,
+}
+
+/// One page of a listing: the rows after `after` in product-id order (byte
+/// order of the id's UTF-8, whatever the database's collation), at most
+/// `limit`, found among at most `scan` rows, so that a page costs the same
+/// however few rows match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockListing {
+    /// The conditions.
+    pub filter: StockFilter,
+    /// The last product id of the page before; none for the first page.
+    pub after: Option<ProductId>,
+    /// Most rows returned.
+    pub limit: u32,
+    /// Most rows examined (those after `after` with the prefix, in order).
+    pub scan: u32,
+}
+
+/// What a listing found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StockScan {
+    /// The matching rows, in product-id order.
+    pub rows: Vec<Inventory>,
+    /// Set when fewer than `limit` rows matched and the scan stopped at its
+    /// bound: the last id it examined, where the next page goes on.
+    pub stopped_at: Option<ProductId>,
+}
+
 /// The store of stock, reservations, processed events, outbox and audit trail.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -245,6 +284,11 @@ pub trait InventoryRepository: Send + Sync {
 
     /// Stock rows of these products; unknown products are left out. One query.
     async fn stock(&self, products: &[ProductId]) -> Result<Vec<Inventory>, RepoError>;
+
+    /// A page of stock rows in product-id order (see [`StockListing`]). Keyset
+    /// pagination: a row written between two pages is in the next one when its
+    /// id comes after the last one returned, and no row is returned twice.
+    async fn list_stock(&self, listing: &StockListing) -> Result<StockScan, RepoError>;
 
     /// Reads what a unit of work needs, without locking.
     async fn load(&self, request: &LoadRequest) -> Result<Snapshot, RepoError>;

@@ -13,7 +13,7 @@ use crate::inventory::{Inventory, StockError};
 use crate::ledger::{AdjustError, Inconsistency, Ledger, Outcome};
 use crate::ports::{
     AddOutcome, AdjustmentRecord, Clock, IdempotencyRecord, IdempotentRequest, InventoryRepository, LoadRequest,
-    RepoError, StockAddition,
+    RepoError, StockAddition, StockFilter, StockListing, StockScan,
 };
 use crate::values::{Actor, AdjustmentReason, ProductId, Quantity, StockCount};
 
@@ -46,6 +46,21 @@ impl Default for ServiceConfig {
             hold_ttl: Duration::from_secs(Self::DEFAULT_HOLD_TTL_SECS),
         }
     }
+}
+
+/// Most rows one page of a stock listing holds.
+pub const MAX_PAGE: u32 = 500;
+
+/// Most rows one page of a stock listing examines.
+pub const MAX_SCAN: u32 = 10_000;
+
+/// A page of a stock listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StockPage {
+    /// The rows, in product-id order.
+    pub items: Vec<Inventory>,
+    /// Continue after this id; none on the last page.
+    pub next: Option<ProductId>,
 }
 
 /// Counters of optimistic-lock behaviour, read by the metrics endpoint.
@@ -317,6 +332,37 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
             None => written(changes, product),
         }
     }
+    /// A page of stock rows in product-id order: at most `limit` (clamped to
+    /// 1..=[`MAX_PAGE`]) after `after`, and the id to continue after when more
+    /// may follow. A page examines at most [`MAX_SCAN`] rows: when a filter
+    /// matches few, the page may be short (even empty) and still go on.
+    pub async fn list_stock(
+        &self,
+        filter: StockFilter,
+        after: Option<ProductId>,
+        limit: u32,
+    ) -> Result<StockPage, ServiceError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        // One row more than asked says whether another page follows.
+        let listing = StockListing {
+            filter,
+            after,
+            limit: limit + 1,
+            scan: MAX_SCAN,
+        };
+        let StockScan {
+            rows: mut items,
+            stopped_at,
+        } = self.repo.list_stock(&listing).await?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|i| i.product_id().clone())
+        } else {
+            stopped_at
+        };
+        Ok(StockPage { items, next })
+    }
+
     /// A product's audit trail, newest first.
     pub async fn adjustments(
         &self,

@@ -544,3 +544,89 @@ async fn a_replayed_idempotency_key_returns_the_first_result_and_saves_nothing()
         "{reused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_listing_asks_one_row_more_than_the_page_and_says_where_to_go_on() {
+    let mut repo = MockInventoryRepository::new();
+    let filter = StockFilter {
+        available_below: Some(5),
+        ..StockFilter::default()
+    };
+    let expected = StockListing {
+        filter: filter.clone(),
+        after: Some(pid("b")),
+        limit: 3,
+        scan: MAX_SCAN,
+    };
+    repo.expect_list_stock()
+        .withf(move |l| *l == expected)
+        .times(1)
+        .returning(|_| {
+            Ok(StockScan {
+                rows: vec![stock("c", 1, 0, 1), stock("d", 2, 0, 1), stock("e", 3, 0, 1)],
+                stopped_at: None,
+            })
+        });
+    let page = service(repo, 1).list_stock(filter, Some(pid("b")), 2).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|i| i.product_id().as_str()).collect();
+    assert_eq!(ids, ["c", "d"], "the extra row is not returned");
+    assert_eq!(
+        page.next,
+        Some(pid("d")),
+        "the next page starts after the last row shown"
+    );
+}
+
+#[tokio::test]
+async fn the_last_page_has_no_continuation_and_the_limit_is_clamped() {
+    let mut repo = MockInventoryRepository::new();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    repo.expect_list_stock().times(2).returning(move |l| {
+        log.lock().unwrap().push(l.limit);
+        Ok(StockScan {
+            rows: vec![stock("a", 1, 0, 1)],
+            stopped_at: None,
+        })
+    });
+    let service = service(repo, 1);
+    for limit in [0, 10_000] {
+        let page = service.list_stock(StockFilter::default(), None, limit).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.next, None, "fewer rows than the page: nothing follows");
+    }
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [2, MAX_PAGE + 1],
+        "limits clamped to 1..=MAX_PAGE, plus one"
+    );
+}
+
+#[tokio::test]
+async fn a_short_page_whose_scan_stopped_at_its_bound_goes_on_from_there() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_list_stock().returning(|_| {
+        Ok(StockScan {
+            rows: vec![stock("k", 0, 0, 1)],
+            stopped_at: Some(pid("z")),
+        })
+    });
+    let page = service(repo, 1)
+        .list_stock(StockFilter::default(), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.next, Some(pid("z")), "more rows may match after the scanned ones");
+}
+
+#[tokio::test]
+async fn a_listing_the_store_cannot_answer_is_unavailable() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_list_stock()
+        .returning(|_| Err(RepoError::unavailable("connection refused")));
+    let err = service(repo, 1)
+        .list_stock(StockFilter::default(), None, 50)
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}

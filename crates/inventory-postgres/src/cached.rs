@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inventory_domain::{
     AddOutcome, AdjustmentRecord, ChangeSet, Inventory, InventoryRepository, LoadRequest, OrderId, ProductId,
-    RepoError, Snapshot, StockAddition,
+    RepoError, Snapshot, StockAddition, StockListing, StockScan,
 };
 
 use crate::cache::StockCache;
@@ -64,6 +64,11 @@ impl<R: InventoryRepository> InventoryRepository for CachedRepository<R> {
 
     async fn load(&self, request: &LoadRequest) -> Result<Snapshot, RepoError> {
         self.inner.load(request).await
+    }
+
+    /// Listings read the store: they walk rows the cache may never have held.
+    async fn list_stock(&self, listing: &StockListing) -> Result<StockScan, RepoError> {
+        self.inner.list_stock(listing).await
     }
 
     async fn save(&self, changes: &ChangeSet) -> Result<(), RepoError> {

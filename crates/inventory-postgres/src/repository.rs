@@ -15,7 +15,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use inventory_domain::{
     Actor, AddOutcome, Adjustment, AdjustmentReason, AdjustmentRecord, ChangeSet, IdempotencyRecord, IdempotentRequest,
-    Inventory, InventoryRepository, LoadRequest, OrderId, ProductId, RepoError, Snapshot, StockAddition,
+    Inventory, InventoryRepository, LoadRequest, OrderId, ProductId, RepoError, Snapshot, StockAddition, StockListing,
+    StockScan,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -179,6 +180,37 @@ impl InventoryRepository for PgRepository {
         rows.into_iter()
             .map(|r| r.into_domain().map_err(RepoError::failure))
             .collect()
+    }
+
+    async fn list_stock(&self, listing: &StockListing) -> Result<StockScan, RepoError> {
+        let mut conn = self.conn().await?;
+        let query = listing_query(listing, "");
+        let rows: Vec<StockRow> = query.load(&mut *conn).await.map_err(db_error)?;
+        let rows = rows
+            .into_iter()
+            .map(|r| r.into_domain().map_err(RepoError::failure))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A short page: did the scan stop at its bound? Then the next page goes on after the last
+        // row it examined (an index-only walk of the same range).
+        let stopped_at = if rows.len() < listing.limit as usize && listing.scan > 0 {
+            let (scope, binds) = listing_scope(listing);
+            let sql = format!(
+                "SELECT product_id FROM inventory WHERE {scope} ORDER BY product_id COLLATE \"C\" OFFSET {} LIMIT 1",
+                listing.scan - 1
+            );
+            let mut query = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
+            for b in binds {
+                query = query.bind::<diesel::sql_types::Text, _>(b);
+            }
+            let last: Option<ListedId> = query.get_result(&mut *conn).await.optional().map_err(db_error)?;
+            last.map(|l| {
+                ProductId::parse(l.product_id).map_err(|e| RepoError::failure(format!("stored product id: {e}")))
+            })
+            .transpose()?
+        } else {
+            None
+        };
+        Ok(StockScan { rows, stopped_at })
     }
 
     #[tracing::instrument(name = "db load", skip_all, fields(otel.kind = "client", db.system = "postgresql",
@@ -371,4 +403,93 @@ async fn optional<T>(
         Some(query) => query.await,
         None => Ok(Vec::new()),
     }
+}
+
+/// The page query of a listing, behind `head` (empty, or an `EXPLAIN`): the scan of rows after
+/// the cursor with the prefix, in index order, at most `scan` of them, and the filters on top. The
+/// outer LIMIT stops the scan as soon as the page is full.
+fn listing_query(
+    listing: &StockListing,
+    head: &str,
+) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    let (scope, binds) = listing_scope(listing);
+    let mut sql = format!(
+        "{head}SELECT id, product_id, quantity, reserved, version, updated_at FROM \
+         (SELECT * FROM inventory WHERE {scope} ORDER BY product_id COLLATE \"C\" LIMIT {scan}) s WHERE true",
+        scan = listing.scan
+    );
+    let f = &listing.filter;
+    let mut numbers: Vec<i32> = Vec::new();
+    if let Some(below) = f.available_below {
+        numbers.push(i32::try_from(below).unwrap_or(i32::MAX));
+        sql.push_str(&format!(" AND quantity - reserved < ${}", binds.len() + numbers.len()));
+    }
+    if let Some(least) = f.available_at_least {
+        numbers.push(i32::try_from(least).unwrap_or(i32::MAX));
+        sql.push_str(&format!(" AND quantity - reserved >= ${}", binds.len() + numbers.len()));
+    }
+    if f.updated_since.is_some() {
+        sql.push_str(&format!(" AND updated_at >= ${}", binds.len() + numbers.len() + 1));
+    }
+    sql.push_str(&format!(" ORDER BY product_id COLLATE \"C\" LIMIT {}", listing.limit));
+    let mut query = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
+    for b in binds {
+        query = query.bind::<diesel::sql_types::Text, _>(b);
+    }
+    for n in numbers {
+        query = query.bind::<diesel::sql_types::Integer, _>(n);
+    }
+    if let Some(since) = f.updated_since {
+        query = query.bind::<diesel::sql_types::Timestamptz, _>(since);
+    }
+    query
+}
+
+impl PgRepository {
+    /// PostgreSQL's `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of a listing's page query, as run:
+    /// for tests and operators to see that a page walks the index and costs the same however many
+    /// products there are.
+    pub async fn explain_listing(&self, listing: &StockListing) -> Result<serde_json::Value, RepoError> {
+        #[derive(QueryableByName)]
+        struct Plan {
+            #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+            plan: String,
+        }
+        let mut conn = self.conn().await?;
+        let plan: Plan = listing_query(listing, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ")
+            .get_result(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        serde_json::from_str(&plan.plan).map_err(|e| RepoError::failure(format!("EXPLAIN output: {e}")))
+    }
+}
+
+#[derive(QueryableByName)]
+struct ListedId {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    product_id: String,
+}
+
+/// The range a listing walks in the `inventory_listing` index: after the cursor, within the prefix.
+/// The SQL text and its text binds ($1, $2, ... in order).
+fn listing_scope(listing: &StockListing) -> (String, Vec<String>) {
+    let mut scope = vec!["true".to_owned()];
+    let mut binds = Vec::new();
+    if let Some(after) = &listing.after {
+        binds.push(after.as_str().to_owned());
+        scope.push(format!("product_id COLLATE \"C\" > ${}", binds.len()));
+    }
+    if let Some(prefix) = &listing.filter.product_id_prefix {
+        // LIKE with the prefix's own wildcards escaped: in collation "C" it becomes an index range.
+        let escaped: String = prefix
+            .chars()
+            .flat_map(|c| match c {
+                '\\' | '%' | '_' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        binds.push(format!("{escaped}%"));
+        scope.push(format!("product_id COLLATE \"C\" LIKE ${}", binds.len()));
+    }
+    (scope.join(" AND "), binds)
 }
