@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use inventory_domain::{
     Actor, AdjustmentReason, AdjustmentRecord, Clock, IdempotentRequest, Inventory, InventoryRepository, ProductId,
-    Quantity, StockCount,
+    Quantity, StockCount, StockFilter,
 };
 use serde::{Deserialize, Serialize};
 
@@ -349,4 +349,181 @@ pub(crate) async fn adjustments<R: InventoryRepository, C: Clock>(
         items: rows.iter().map(AdjustmentView::from).collect(),
         next_before,
     }))
+}
+
+/// A page of a stock listing.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockListPage {
+    /// The rows, in product-id order.
+    pub items: Vec<StockView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A cursor is opaque to clients: a version tag and the product id's bytes in hex.
+const CURSOR_TAG: &str = "c1.";
+
+fn encode_cursor(after: &ProductId) -> String {
+    let mut cursor = String::from(CURSOR_TAG);
+    for b in after.as_str().bytes() {
+        cursor.push_str(&format!("{b:02x}"));
+    }
+    cursor
+}
+
+fn decode_cursor(raw: &str) -> Result<ProductId, ApiError> {
+    let invalid = || {
+        ApiError::field(
+            "cursor",
+            "is not a cursor this API gave out (pass nextCursor unchanged)",
+        )
+    };
+    let hex = raw.strip_prefix(CURSOR_TAG).ok_or_else(invalid)?;
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return Err(invalid());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| invalid())?;
+    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
+    ProductId::parse(id).map_err(|_| invalid())
+}
+
+/// Reads a listing's query: only the parameters `allowed` names, each checked, named when wrong.
+fn listing_query(
+    query: &HashMap<String, String>,
+    allowed: &[crate::openapi::Param],
+) -> Result<(StockFilter, HashMap<&'static str, String>), ApiError> {
+    use crate::openapi::Kind;
+    let mut values: HashMap<&'static str, String> = HashMap::new();
+    for (name, raw) in query {
+        let param = allowed.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|p| p.name).collect();
+            ApiError::field(name, format!("is not a parameter here (known: {})", names.join(", ")))
+        })?;
+        match param.kind {
+            Kind::Integer(min, max) => {
+                raw.parse::<i64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| ApiError::field(name, format!("must be an integer from {min} to {max}")))?;
+            }
+            Kind::Text(max) => {
+                if raw.is_empty() || raw.chars().count() > max {
+                    return Err(ApiError::field(name, format!("must be 1 to {max} characters")));
+                }
+            }
+            Kind::DateTime => {
+                DateTime::parse_from_rfc3339(raw).map_err(|e| {
+                    ApiError::field(
+                        name,
+                        format!("must be an RFC 3339 date-time (2026-11-27T08:00:00Z): {e}"),
+                    )
+                })?;
+            }
+        }
+        values.insert(param.name, raw.clone());
+    }
+    let number = |name: &str| values.get(name).and_then(|v| v.parse::<u32>().ok());
+    let filter = StockFilter {
+        available_below: number("availableBelow"),
+        available_at_least: number("availableAtLeast"),
+        product_id_prefix: values.get("productIdPrefix").cloned(),
+        updated_since: values
+            .get("updatedSince")
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    };
+    Ok((filter, values))
+}
+
+pub(crate) async fn list_stock<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state.auth, &request, &["ADMIN", "SYSTEM"]).await?;
+    let route = crate::openapi::route("GET", "/api/inventory");
+    let (filter, values) = listing_query(&query, route.query)?;
+    let limit = values.get("limit").and_then(|v| v.parse().ok()).unwrap_or(50);
+    let after = values.get("cursor").map(|c| decode_cursor(c)).transpose()?;
+    let page = state.service.list_stock(filter, after, limit).await?;
+    Ok(HttpResponse::Ok().json(StockListPage {
+        items: page.items.iter().map(StockView::from).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    }))
+}
+
+/// One CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+/// The CSV header of an export.
+pub const EXPORT_HEADER: &str = "productId,quantity,reserved,available,version,updatedAt\r\n";
+
+pub(crate) async fn export_stock<R: InventoryRepository + 'static, C: Clock + 'static>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state.auth, &request, &["ADMIN", "SYSTEM"]).await?;
+    let route = crate::openapi::route("GET", "/api/inventory/export");
+    let (filter, _) = listing_query(&query, route.query)?;
+    // The first page is read before answering, so an unavailable store is a 503, not a cut stream.
+    let first = state
+        .service
+        .list_stock(filter.clone(), None, inventory_domain::MAX_PAGE)
+        .await?;
+    let rows = |page: &inventory_domain::StockPage| {
+        let mut out = String::new();
+        for inv in &page.items {
+            csv_field(&mut out, inv.product_id().as_str());
+            out.push_str(&format!(
+                ",{},{},{},{},{}\r\n",
+                inv.quantity(),
+                inv.reserved(),
+                inv.available(),
+                inv.version(),
+                inv.updated_at().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            ));
+        }
+        Bytes::from(out)
+    };
+    let head = Bytes::from(format!("{EXPORT_HEADER}{}", String::from_utf8_lossy(&rows(&first))));
+    let next = first.next.clone();
+    let rest = futures_util::stream::unfold(next, move |after| {
+        let state = state.clone();
+        let filter = filter.clone();
+        async move {
+            let after = after?;
+            // A failure mid-stream ends the body without its last chunk: the client sees it cut.
+            match state
+                .service
+                .list_stock(filter, Some(after), inventory_domain::MAX_PAGE)
+                .await
+            {
+                Ok(page) => Some((Ok(rows(&page)), page.next.clone())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stock export cut short");
+                    Some((Err(actix_web::error::ErrorServiceUnavailable(e.to_string())), None))
+                }
+            }
+        }
+    });
+    let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(head) }).chain(rest);
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", "attachment; filename=\"inventory.csv\""))
+        .streaming(body))
 }

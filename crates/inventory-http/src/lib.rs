@@ -21,7 +21,7 @@ use inventory_domain::{Clock, InventoryRepository, InventoryService};
 pub use auth::{AuthConfig, Principal};
 pub use handlers::{MAX_CHECK_IDS, StockView};
 pub use jwks::{Jwks, JwksSource};
-pub use openapi::{API, Route};
+pub use openapi::{API, Kind, Param, Route};
 pub use ops::{Readiness, RenderMetrics};
 pub use problem::ApiError;
 
@@ -46,6 +46,8 @@ pub fn routes<R: InventoryRepository + 'static, C: Clock + 'static>(cfg: &mut we
             ("POST", "/api/inventory/add") => web::post().to(handlers::add_stock::<R, C>),
             ("POST", "/api/inventory/audit") => web::post().to(handlers::audit_stock::<R, C>),
             ("POST", "/api/inventory/check") => web::post().to(handlers::check_availability::<R, C>),
+            ("GET", "/api/inventory") => web::get().to(handlers::list_stock::<R, C>),
+            ("GET", "/api/inventory/export") => web::get().to(handlers::export_stock::<R, C>),
             ("GET", "/api/inventory/{productId}/adjustments") => web::get().to(handlers::adjustments::<R, C>),
             ("GET", "/api/inventory/{productId}") => web::get().to(handlers::get_stock::<R, C>),
             ("GET", "/health/live") => web::get().to(ops::live),

@@ -9,7 +9,7 @@ use utoipa::openapi::{
     Required, ResponseBuilder, Type,
 };
 
-use crate::handlers::{AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, StockView};
+use crate::handlers::{AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, StockListPage, StockView};
 use crate::problem::{FieldError, ProblemDoc};
 
 /// What a product id must look like: no control characters, no whitespace at the ends.
@@ -42,8 +42,72 @@ pub struct Route {
     /// Error statuses it can answer.
     pub errors: &'static [u16],
     /// Query parameters.
-    pub query: &'static [(&'static str, &'static str, i64, i64)],
+    pub query: &'static [Param],
 }
+
+/// A query parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Name.
+    pub name: &'static str,
+    /// What it means.
+    pub description: &'static str,
+    /// Its values.
+    pub kind: Kind,
+}
+
+/// What a query parameter holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// An integer in this range.
+    Integer(i64, i64),
+    /// Text of at most this many characters.
+    Text(usize),
+    /// An RFC 3339 date-time.
+    DateTime,
+}
+
+const fn param(name: &'static str, description: &'static str, kind: Kind) -> Param {
+    Param {
+        name,
+        description,
+        kind,
+    }
+}
+
+/// The filters of a stock listing and of its CSV export.
+const LISTING_FILTERS: [Param; 4] = [
+    param(
+        "availableBelow",
+        "only products with quantity - reserved below this",
+        Kind::Integer(0, i32::MAX as i64),
+    ),
+    param(
+        "availableAtLeast",
+        "only products with quantity - reserved at least this",
+        Kind::Integer(0, i32::MAX as i64),
+    ),
+    param(
+        "productIdPrefix",
+        "only product ids that start with this",
+        Kind::Text(64),
+    ),
+    param(
+        "updatedSince",
+        "only products changed at or after this instant",
+        Kind::DateTime,
+    ),
+];
+
+/// A listing's parameters: the filters, the page size and the cursor.
+const LISTING_PARAMS: [Param; 6] = [
+    LISTING_FILTERS[0],
+    LISTING_FILTERS[1],
+    LISTING_FILTERS[2],
+    LISTING_FILTERS[3],
+    param("limit", "rows per page, 1 to 500, default 50", Kind::Integer(1, 500)),
+    param("cursor", "nextCursor of the page before", Kind::Text(512)),
+];
 
 /// Every route, literal paths before parameterised ones (registration order).
 pub const API: &[Route] = &[
@@ -79,6 +143,28 @@ pub const API: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/api/inventory",
+        summary: "Stock rows in product-id order (byte order), filtered, in keyset pages. A page examines at most \
+                  10,000 rows, so with a selective filter it may be short, even empty, and still carry nextCursor.",
+        roles: &["ADMIN", "SYSTEM"],
+        body: None,
+        ok: "StockListPage",
+        errors: &[401, 403, 422, 503],
+        query: &LISTING_PARAMS,
+    },
+    Route {
+        method: "GET",
+        path: "/api/inventory/export",
+        summary: "Every stock row the filters select, as CSV (text/csv), streamed in product-id order: \
+                  productId,quantity,reserved,available,version,updatedAt.",
+        roles: &["ADMIN", "SYSTEM"],
+        body: None,
+        ok: "csv",
+        errors: &[401, 403, 422, 503],
+        query: &LISTING_FILTERS,
+    },
+    Route {
+        method: "GET",
         path: "/api/inventory/{productId}/adjustments",
         summary: "The product's audit trail, newest first.",
         roles: &["ADMIN"],
@@ -86,8 +172,8 @@ pub const API: &[Route] = &[
         ok: "AdjustmentPage",
         errors: &[401, 403, 404, 422, 503],
         query: &[
-            ("limit", "1 to 500, default 50", 1, 500),
-            ("before", "an id from nextBefore", 1, i64::MAX),
+            param("limit", "1 to 500, default 50", Kind::Integer(1, 500)),
+            param("before", "an id from nextBefore", Kind::Integer(1, i64::MAX)),
         ],
     },
     Route {
@@ -142,6 +228,13 @@ pub const API: &[Route] = &[
         query: &[],
     },
 ];
+
+/// The route at `method path` (for handlers reading their own parameters).
+pub fn route(method: &str, path: &str) -> &'static Route {
+    API.iter()
+        .find(|r| r.method == method && r.path == path)
+        .unwrap_or_else(|| panic!("the API table has no {method} {path}"))
+}
 
 fn schema_ref(name: &str) -> Ref {
     Ref::from_schema_name(name)
@@ -202,19 +295,27 @@ pub fn document() -> OpenApi {
                     .schema(Some(product_id_schema())),
             );
         }
-        for (name, description, min, max) in route.query {
+        for param in route.query {
+            let schema = match param.kind {
+                Kind::Integer(min, max) => ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(min))
+                    .maximum(Some(max)),
+                Kind::Text(max) => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(max)),
+                Kind::DateTime => ObjectBuilder::new().schema_type(Type::String).format(Some(
+                    utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime),
+                )),
+            };
             op = op.parameter(
                 ParameterBuilder::new()
-                    .name(*name)
+                    .name(param.name)
                     .parameter_in(ParameterIn::Query)
                     .required(Required::False)
-                    .description(Some(*description))
-                    .schema(Some(
-                        ObjectBuilder::new()
-                            .schema_type(Type::Integer)
-                            .minimum(Some(*min))
-                            .maximum(Some(*max)),
-                    )),
+                    .description(Some(param.description))
+                    .schema(Some(schema)),
             );
         }
         if route.method == "POST" && route.path != "/api/inventory/check" {
@@ -237,8 +338,8 @@ pub fn document() -> OpenApi {
             ));
         }
         let ok = match route.ok {
-            "text" => ResponseBuilder::new().description("OK").content(
-                "text/plain",
+            "text" | "csv" => ResponseBuilder::new().description("OK").content(
+                if route.ok == "csv" { "text/csv" } else { "text/plain" },
                 ContentBuilder::new()
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                     .build(),
@@ -293,6 +394,7 @@ pub fn document() -> OpenApi {
         .schema_from::<AuditRequest>()
         .schema_from::<AdjustmentView>()
         .schema_from::<AdjustmentPage>()
+        .schema_from::<StockListPage>()
         .schema_from::<FieldError>()
         .schema("Problem", <ProblemDoc as utoipa::PartialSchema>::schema())
         .security_scheme(

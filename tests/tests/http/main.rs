@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod contention;
 mod jwks;
+mod listing;
 mod ops;
 
 use inventory_tests::app::{AppOptions, TestApp};

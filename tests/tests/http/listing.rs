@@ -1,0 +1,165 @@
+//! `GET /api/inventory` (keyset pages with filters) and `GET /api/inventory/export` (CSV), over
+//! HTTP on a real PostgreSQL.
+
+use inventory_tests::app::TestApp;
+use inventory_tests::db::TestDb;
+use inventory_tests::http::{client, token};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::{assert_problem, call, field_of, no_kafka, post};
+
+async fn add(app: &TestApp, admin: &str, product: &str, quantity: i64) {
+    let reply = post(
+        app,
+        "/api/inventory/add",
+        Some(admin),
+        &json!({"productId": product, "quantity": quantity}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_a_cursor_to_the_end_and_filters_apply() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    let system = token(&["ROLE_SYSTEM"]);
+    for (i, product) in ["a,1", "b\"2", "c-3", "d-4", "e-5"].iter().enumerate() {
+        add(&app, &admin, product, i as i64 + 1).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/inventory?limit=2".to_owned();
+    loop {
+        let reply = call(&app, Method::GET, &path, Some(&system), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let items = reply.body["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        for item in items {
+            for key in ["productId", "quantity", "reserved", "available", "version", "updatedAt"] {
+                assert!(!item[key].is_null(), "{key} in {item}");
+            }
+            seen.push(item["productId"].as_str().unwrap().to_owned());
+        }
+        match reply.body["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/api/inventory?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a,1", "b\"2", "c-3", "d-4", "e-5"]);
+
+    let reply = call(&app, Method::GET, "/api/inventory?availableBelow=3", Some(&admin), None).await;
+    let ids: Vec<&str> = reply.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["productId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a,1", "b\"2"]);
+    assert!(reply.body["nextCursor"].is_null());
+    let reply = call(
+        &app,
+        Method::GET,
+        "/api/inventory?availableAtLeast=4&productIdPrefix=d",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body["items"][0]["productId"], "d-4");
+    assert_eq!(reply.body["items"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_and_missing_roles_are_named() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let system = token(&["ROLE_SYSTEM"]);
+    let user = token(&["ROLE_USER"]);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=x", "limit"),
+        ("availableBelow=-1", "availableBelow"),
+        ("updatedSince=yesterday", "updatedSince"),
+        ("cursor=abc", "cursor"),
+        ("cursor=c1.zz", "cursor"),
+        ("cursor=c1.ff", "cursor"),
+        ("sort=desc", "sort"),
+    ] {
+        let reply = call(
+            &app,
+            Method::GET,
+            &format!("/api/inventory?{query}"),
+            Some(&system),
+            None,
+        )
+        .await;
+        assert_problem(&reply, 422, "VALIDATION_FAILED");
+        assert_eq!(field_of(&reply), field, "{query}");
+    }
+    let reply = call(&app, Method::GET, "/api/inventory/export?limit=5", Some(&system), None).await;
+    assert_problem(&reply, 422, "VALIDATION_FAILED");
+    assert_eq!(field_of(&reply), "limit", "an export has no pages");
+    for path in ["/api/inventory", "/api/inventory/export"] {
+        assert_problem(&call(&app, Method::GET, path, None, None).await, 401, "UNAUTHORIZED");
+        assert_problem(
+            &call(&app, Method::GET, path, Some(&user), None).await,
+            403,
+            "FORBIDDEN",
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_streams_every_selected_row_as_csv() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    // More than one page of 500, so the stream goes on past its first chunk.
+    {
+        use diesel_async::SimpleAsyncConnection;
+        db.conn()
+            .await
+            .batch_execute(
+                "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at) \
+                 SELECT gen_random_uuid(), 'x' || lpad(g::text, 4, '0'), g, 0, 1, now() \
+                 FROM generate_series(1, 1234) g",
+            )
+            .await
+            .unwrap();
+    }
+    add(&app, &admin, "a,\"quoted\"", 3).await;
+    let response = client()
+        .get(app.url("/api/inventory/export"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/csv; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines[0], "productId,quantity,reserved,available,version,updatedAt");
+    assert_eq!(lines.last(), Some(&""), "ends with a line break");
+    assert_eq!(lines.len(), 1 + 1235 + 1, "header, every row, the final break");
+    assert!(lines[1].starts_with("\"a,\"\"quoted\"\"\",3,0,3,0,"), "{}", lines[1]);
+    assert!(lines[2].starts_with("x0001,1,0,1,1,"), "{}", lines[2]);
+    assert!(lines[1235].starts_with("x1234,1234,0,1234,1,"), "{}", lines[1235]);
+    let filtered = client()
+        .get(app.url("/api/inventory/export?availableAtLeast=1230"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(filtered.lines().count(), 1 + 5, "{filtered}");
+    app.stop().await;
+}
