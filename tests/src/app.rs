@@ -42,6 +42,11 @@ pub struct AppOptions {
     pub jwt_jwks_url: Option<String>,
     /// Find the JWKS URL by OpenID Connect discovery from `jwt_issuer`.
     pub jwt_oidc_discovery: bool,
+    /// Publish availability events. Off by default here: the saga's tests read the inventory
+    /// topic record by record, and availability events (keyed by product) have tests of their own.
+    pub availability_events: bool,
+    /// LOW_STOCK_THRESHOLD_DEFAULT.
+    pub low_stock_threshold_default: Option<u32>,
 }
 
 impl Default for AppOptions {
@@ -59,6 +64,8 @@ impl Default for AppOptions {
             kafka_bootstrap: None,
             jwt_jwks_url: None,
             jwt_oidc_discovery: false,
+            availability_events: false,
+            low_stock_threshold_default: None,
         }
     }
 }
@@ -116,6 +123,8 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
             jwt_audience: options.jwt_audience.clone(),
         },
         migrate_on_start: false,
+        availability_events_enabled: options.availability_events,
+        low_stock_threshold_default: options.low_stock_threshold_default,
         hold_ttl_secs: options.hold_ttl_secs,
         expiry_sweep_interval_ms: options.sweep_ms,
         retention_hours: 168,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use inventory_domain::{Clock, InventoryService, OutboxStore, ServiceConfig};
+use inventory_domain::{AvailabilityConfig, Clock, InventoryService, OutboxStore, ServiceConfig};
 use inventory_http::{ApiState, Readiness};
 use inventory_kafka::{ConsumerHealth, KafkaPublisher};
 use inventory_postgres::{CachedRepository, PgRepository, StockCache};
@@ -100,6 +100,10 @@ impl Application {
         let config = ServiceConfig {
             max_attempts: settings.max_conflict_retries,
             hold_ttl: Duration::from_secs(settings.hold_ttl_secs),
+            availability: AvailabilityConfig {
+                enabled: settings.availability_events_enabled,
+                default_low_stock_threshold: settings.low_stock_threshold_default,
+            },
             ..ServiceConfig::default()
         };
         let cache = Arc::new(StockCache::new(settings.database.cache()));

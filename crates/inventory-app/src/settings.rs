@@ -531,6 +531,12 @@ pub struct Settings {
     /// Apply pending migrations before serving.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = false)]
     pub migrate_on_start: bool,
+    /// Publish availability events (low, out of, back in stock, low stock cleared) on the inventory topic.
+    #[arg(long, env = "AVAILABILITY_EVENTS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub availability_events_enabled: bool,
+    /// Low-stock threshold of products without their own (0-1000000000); unset: such products are never low.
+    #[arg(long, env = "LOW_STOCK_THRESHOLD_DEFAULT", value_parser = value_parser!(u32).range(0..=1_000_000_000))]
+    pub low_stock_threshold_default: Option<u32>,
     /// Seconds a hold lasts before it is released as EXPIRED (1 s to 30 days).
     #[arg(long, env = "HOLD_TTL_SECS", default_value_t = ServiceConfig::DEFAULT_HOLD_TTL_SECS,
           value_parser = value_parser!(u64).range(1..=2_592_000))]

@@ -7,7 +7,9 @@
 pub mod consumed;
 
 use chrono::{DateTime, Utc};
-use inventory_domain::{FailureReason, InventoryEvent, OutboxEvent, ReleaseReason};
+use inventory_domain::{
+    AvailabilityCause, AvailabilityChange, AvailabilityKind, FailureReason, InventoryEvent, OutboxEvent, ReleaseReason,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -165,9 +167,117 @@ fn lines(items: &[inventory_domain::LineItem]) -> Vec<LineItem> {
         .collect()
 }
 
-/// The wire form of a domain event.
-pub fn produced(event: &OutboxEvent) -> Envelope<Produced> {
-    let order = event.event.order_id().as_str();
+/// A product's move to another stock level: `InventoryLowStockEvent`, `InventoryOutOfStockEvent`,
+/// `InventoryBackInStockEvent` or `InventoryLowStockClearedEvent` (the `eventType`), keyed by the
+/// product. Readers should ignore fields they do not know: new ones may be added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Availability {
+    /// Unique id of this event (consumers deduplicate by it).
+    pub event_id: Uuid,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The consumed event's id behind the change, for an order's reservation or release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// Passed on from the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The product (also the record key).
+    pub product_id: String,
+    /// `quantity - reserved` after the change.
+    pub available: u32,
+    /// Physical units after the change.
+    pub quantity: u32,
+    /// Units on hold after the change.
+    pub reserved: u32,
+    /// The low-stock threshold in force (the product's own, or the configured default); absent:
+    /// none, so the product is never low.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_stock_threshold: Option<u32>,
+    /// What changed it (the last change in its transaction).
+    pub cause: Cause,
+    /// Who, for a manual change (the token's subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// What changed a product's availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Cause {
+    /// An order's reservation.
+    OrderReserved,
+    /// A hold given back (cancel, payment failure).
+    OrderReleased,
+    /// A hold given back when it expired.
+    HoldExpired,
+    /// Units added.
+    StockAdded,
+    /// A count set by an audit.
+    StockAudited,
+    /// The low-stock threshold changed.
+    ThresholdChanged,
+}
+
+impl From<AvailabilityCause> for Cause {
+    fn from(c: AvailabilityCause) -> Self {
+        match c {
+            AvailabilityCause::OrderReserved => Self::OrderReserved,
+            AvailabilityCause::OrderReleased => Self::OrderReleased,
+            AvailabilityCause::HoldExpired => Self::HoldExpired,
+            AvailabilityCause::StockAdded => Self::StockAdded,
+            AvailabilityCause::StockAudited => Self::StockAudited,
+            AvailabilityCause::ThresholdChanged => Self::ThresholdChanged,
+        }
+    }
+}
+
+/// The availability events, tagged by `eventType`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "eventType")]
+pub enum AvailabilityEvent {
+    /// Crossed from at or above the threshold to below it (not to 0).
+    #[serde(rename = "InventoryLowStockEvent")]
+    LowStock(Availability),
+    /// Reached 0.
+    #[serde(rename = "InventoryOutOfStockEvent")]
+    OutOfStock(Availability),
+    /// Rose from 0.
+    #[serde(rename = "InventoryBackInStockEvent")]
+    BackInStock(Availability),
+    /// Rose from below the threshold to at or above it (not from 0).
+    #[serde(rename = "InventoryLowStockClearedEvent")]
+    LowStockCleared(Availability),
+}
+
+/// The wire form of an availability event.
+pub fn availability(event: &OutboxEvent, change: &AvailabilityChange) -> AvailabilityEvent {
+    let body = Availability {
+        event_id: event.event_id,
+        occurred_at: event.occurred_at,
+        causation_id: event.causation_id.clone(),
+        correlation_id: event.correlation_id.clone(),
+        product_id: change.product_id.to_string(),
+        available: change.available,
+        quantity: change.quantity,
+        reserved: change.reserved,
+        low_stock_threshold: change.low_stock_threshold,
+        cause: change.cause.into(),
+        actor: change.actor.clone(),
+    };
+    match change.kind {
+        AvailabilityKind::LowStock => AvailabilityEvent::LowStock(body),
+        AvailabilityKind::OutOfStock => AvailabilityEvent::OutOfStock(body),
+        AvailabilityKind::BackInStock => AvailabilityEvent::BackInStock(body),
+        AvailabilityKind::LowStockCleared => AvailabilityEvent::LowStockCleared(body),
+    }
+}
+
+/// The wire form of one of the saga's events (none for an availability event: see
+/// [`availability`]).
+pub fn produced(event: &OutboxEvent) -> Option<Envelope<Produced>> {
+    let order = event.event.order_id()?.as_str();
     let order_id = match order.parse::<i64>() {
         Ok(n) if event.numeric_order_id => OrderId::Number(n),
         _ => OrderId::Text(order.to_owned()),
@@ -192,20 +302,24 @@ pub fn produced(event: &OutboxEvent) -> Envelope<Produced> {
             reason: (*reason).into(),
             items: lines(items),
         }),
+        InventoryEvent::Availability(_) => return None,
     };
-    Envelope {
+    Some(Envelope {
         event_id: event.event_id,
         occurred_at: event.occurred_at,
         causation_id: event.causation_id.clone(),
         correlation_id: event.correlation_id.clone(),
         order_id,
         event: body,
-    }
+    })
 }
 
 /// The JSON document of a domain event, as published.
 pub fn encode(event: &OutboxEvent) -> Result<serde_json::Value, serde_json::Error> {
-    serde_json::to_value(produced(event))
+    match (&event.event, produced(event)) {
+        (InventoryEvent::Availability(change), _) => serde_json::to_value(availability(event, change)),
+        (_, envelope) => serde_json::to_value(envelope),
+    }
 }
 
 /// Every consumed event's JSON Schema, by event type: a file each in `docs/schemas/`.
@@ -256,5 +370,25 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
             schema::<Failed>("StockReservationFailedEvent"),
         ),
         ("InventoryReleasedEvent", schema::<Released>("InventoryReleasedEvent")),
+        ("InventoryLowStockEvent", product_schema("InventoryLowStockEvent")),
+        ("InventoryOutOfStockEvent", product_schema("InventoryOutOfStockEvent")),
+        ("InventoryBackInStockEvent", product_schema("InventoryBackInStockEvent")),
+        (
+            "InventoryLowStockClearedEvent",
+            product_schema("InventoryLowStockClearedEvent"),
+        ),
     ]
+}
+
+/// An availability event's schema: the body, with its `eventType` pinned.
+fn product_schema(event_type: &str) -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Availability).to_value();
+    if let Some(props) = schema.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+        props.insert("eventType".into(), serde_json::json!({ "const": event_type }));
+    }
+    if let Some(required) = schema.get_mut("required").and_then(serde_json::Value::as_array_mut) {
+        required.push("eventType".into());
+    }
+    schema["title"] = event_type.into();
+    schema
 }

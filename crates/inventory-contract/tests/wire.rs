@@ -170,3 +170,50 @@ fn consumed_schemas_accept_good_orders_and_refuse_bad_ones() {
     assert!(cancelled.is_valid(&serde_json::json!({"orderId": "o"})));
     assert!(!cancelled.is_valid(&serde_json::json!({"orderId": true})));
 }
+
+#[test]
+fn availability_events_are_keyed_by_product_and_match_their_schemas() {
+    use inventory_domain::{AvailabilityCause, AvailabilityChange, AvailabilityKind};
+    let schemas = inventory_contract::schemas();
+    let kinds = [
+        AvailabilityKind::LowStock,
+        AvailabilityKind::OutOfStock,
+        AvailabilityKind::BackInStock,
+        AvailabilityKind::LowStockCleared,
+    ];
+    for kind in kinds {
+        let event = outbox(
+            InventoryEvent::Availability(AvailabilityChange {
+                kind,
+                product_id: ProductId::parse("sku-1").unwrap(),
+                available: 2,
+                quantity: 5,
+                reserved: 3,
+                low_stock_threshold: Some(4),
+                cause: AvailabilityCause::OrderReserved,
+                actor: None,
+            }),
+            false,
+        );
+        assert_eq!(event.event.key(), "sku-1");
+        let json = inventory_contract::encode(&event).unwrap();
+        assert_eq!(json["eventType"], kind.event_type());
+        assert_eq!(json["productId"], "sku-1");
+        assert_eq!(json["cause"], "ORDER_RESERVED");
+        assert_eq!(json["causationId"], "evt-42");
+        assert_eq!(
+            (json["available"].as_u64(), json["lowStockThreshold"].as_u64()),
+            (Some(2), Some(4))
+        );
+        assert!(json.get("orderId").is_none() && json.get("actor").is_none(), "{json}");
+        let (_, schema) = schemas.iter().find(|(n, _)| *n == kind.event_type()).unwrap();
+        let validator = jsonschema::validator_for(schema).unwrap();
+        assert!(validator.is_valid(&json), "{json}");
+        let mut broken = json.clone();
+        broken["available"] = (-1).into();
+        assert!(!validator.is_valid(&broken), "the schema must refuse {broken}");
+        let mut other = json.clone();
+        other["eventType"] = "InventoryReservedEvent".into();
+        assert!(!validator.is_valid(&other), "the schema pins its event type");
+    }
+}

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::availability::{AvailabilityCause, AvailabilityKind};
 use crate::values::{OrderId, ProductId, Quantity};
 
 /// Identity and tracing data of a consumed event.
@@ -261,6 +262,29 @@ pub enum InventoryEvent {
         /// Units given back.
         items: Vec<LineItem>,
     },
+    /// A product's stock level changed (see [`crate::availability`]).
+    Availability(AvailabilityChange),
+}
+
+/// A product's move to another stock level, with its state after the move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailabilityChange {
+    /// The event.
+    pub kind: AvailabilityKind,
+    /// Product (also the record key).
+    pub product_id: ProductId,
+    /// `quantity - reserved` after.
+    pub available: u32,
+    /// Physical units after.
+    pub quantity: u32,
+    /// Units on hold after.
+    pub reserved: u32,
+    /// The threshold in force (the product's own, or the default).
+    pub low_stock_threshold: Option<u32>,
+    /// What changed it (the last change in the transaction).
+    pub cause: AvailabilityCause,
+    /// Who, for a manual change.
+    pub actor: Option<String>,
 }
 
 impl InventoryEvent {
@@ -270,15 +294,26 @@ impl InventoryEvent {
             Self::Reserved { .. } => "InventoryReservedEvent",
             Self::ReservationFailed { .. } => "StockReservationFailedEvent",
             Self::Released { .. } => "InventoryReleasedEvent",
+            Self::Availability(change) => change.kind.event_type(),
         }
     }
 
-    /// The order the event is about; it is the record key.
-    pub fn order_id(&self) -> &OrderId {
+    /// The order the event is about, for the saga's events.
+    pub fn order_id(&self) -> Option<&OrderId> {
         match self {
             Self::Reserved { order_id, .. }
             | Self::ReservationFailed { order_id, .. }
-            | Self::Released { order_id, .. } => order_id,
+            | Self::Released { order_id, .. } => Some(order_id),
+            Self::Availability(_) => None,
+        }
+    }
+
+    /// The record key: the order for the saga's events, the product for availability events, so
+    /// that each one's events stay in order on one partition.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Availability(change) => change.product_id.as_str(),
+            other => other.order_id().map_or("", OrderId::as_str),
         }
     }
 }

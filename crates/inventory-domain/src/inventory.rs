@@ -63,6 +63,7 @@ pub struct Inventory {
     reserved: u32,
     version: i64,
     updated_at: DateTime<Utc>,
+    low_stock_threshold: Option<u32>,
 }
 
 impl Inventory {
@@ -75,6 +76,7 @@ impl Inventory {
             reserved: 0,
             version: 0,
             updated_at: now,
+            low_stock_threshold: None,
         }
     }
 
@@ -102,7 +104,26 @@ impl Inventory {
             reserved: reserved as u32,
             version,
             updated_at,
+            low_stock_threshold: None,
         })
+    }
+
+    /// The record with its stored low-stock threshold.
+    pub fn with_low_stock_threshold(mut self, threshold: Option<u32>) -> Self {
+        self.low_stock_threshold = threshold;
+        self
+    }
+
+    /// Below this many available units the product is low on stock; none: the
+    /// configured default applies.
+    pub fn low_stock_threshold(&self) -> Option<u32> {
+        self.low_stock_threshold
+    }
+
+    /// Sets (or clears, for the default) the low-stock threshold.
+    pub fn set_low_stock_threshold(&mut self, threshold: Option<u32>, now: DateTime<Utc>) {
+        self.low_stock_threshold = threshold;
+        self.updated_at = now;
     }
 
     /// Record id.

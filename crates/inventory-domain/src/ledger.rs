@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::availability::{AvailabilityCause, AvailabilityConfig, Caused, change_events, level_of};
 use crate::events::{
     EventMeta, FailureReason, IncomingEvent, InventoryEvent, LineItem, OrderCommand, OrderLines, OutboxEvent,
     ReleaseReason, ShortLine,
@@ -122,6 +123,11 @@ pub struct Ledger {
     outbox: Vec<OutboxEvent>,
     adjustments: Vec<Adjustment>,
     idempotency: Option<crate::ports::IdempotencyRecord>,
+    availability: AvailabilityConfig,
+    /// Stock as loaded, to tell each product's level before this unit of work.
+    loaded: HashMap<ProductId, Inventory>,
+    /// The last change of each product's available units, and who or what made it.
+    causes: HashMap<ProductId, Caused>,
 }
 
 impl Ledger {
@@ -129,9 +135,17 @@ impl Ledger {
     pub fn new(snapshot: Snapshot, now: DateTime<Utc>, hold_ttl: Duration) -> Self {
         // Stores keep microseconds; the answer to a change must equal a later read.
         let now = now.trunc_subsecs(6);
+        let loaded = snapshot
+            .stock
+            .iter()
+            .map(|inv| (inv.product_id().clone(), inv.clone()))
+            .collect();
         Self {
             now,
             hold_ttl,
+            availability: AvailabilityConfig::default(),
+            loaded,
+            causes: HashMap::new(),
             stock: snapshot
                 .stock
                 .into_iter()
@@ -155,6 +169,29 @@ impl Ledger {
             adjustments: Vec::new(),
             idempotency: snapshot.idempotency,
         }
+    }
+
+    /// Emits availability events (off unless asked for) with this default threshold.
+    pub fn with_availability(mut self, config: AvailabilityConfig) -> Self {
+        self.availability = config;
+        self
+    }
+
+    fn caused(
+        &mut self,
+        product: &ProductId,
+        kind: AvailabilityCause,
+        meta: Option<&EventMeta>,
+        actor: Option<&Actor>,
+    ) {
+        self.causes.insert(
+            product.clone(),
+            Caused {
+                cause: kind,
+                meta: meta.cloned(),
+                actor: actor.cloned(),
+            },
+        );
     }
 
     /// The stored first result of the idempotency key that was loaded, if any.
@@ -191,6 +228,7 @@ impl Ledger {
             note: None,
             at: now,
         });
+        self.caused(product, AvailabilityCause::StockAdded, None, Some(actor));
         Ok(())
     }
 
@@ -226,6 +264,49 @@ impl Ledger {
             note: None,
             at: now,
         });
+        self.caused(product, AvailabilityCause::StockAudited, None, Some(actor));
+        Ok(())
+    }
+
+    /// Sets (or clears, for the default) a product's low-stock threshold; the change is in the
+    /// audit trail with the count unchanged.
+    pub fn set_low_stock_threshold(
+        &mut self,
+        product: &ProductId,
+        threshold: Option<u32>,
+        actor: &Actor,
+        expected_version: Option<i64>,
+    ) -> Result<(), AdjustError> {
+        let now = self.now;
+        let slot = self
+            .stock
+            .get_mut(product)
+            .ok_or_else(|| AdjustError::NotFound(product.clone()))?;
+        if let Some(expected) = expected_version {
+            let actual = slot.value.version();
+            if expected != actual {
+                return Err(AdjustError::VersionMismatch { expected, actual });
+            }
+        }
+        let show = |t: Option<u32>| t.map_or_else(|| "default".to_owned(), |t| t.to_string());
+        let note = format!(
+            "lowStockThreshold {} -> {}",
+            show(slot.value.low_stock_threshold()),
+            show(threshold)
+        );
+        slot.value.set_low_stock_threshold(threshold, now);
+        slot.dirty = true;
+        let quantity = slot.value.quantity();
+        self.adjustments.push(Adjustment {
+            product_id: product.clone(),
+            old_quantity: quantity,
+            new_quantity: quantity,
+            reason: AdjustmentReason::Threshold,
+            actor: actor.clone(),
+            note: Some(note),
+            at: now,
+        });
+        self.caused(product, AvailabilityCause::ThresholdChanged, None, Some(actor));
         Ok(())
     }
 
@@ -320,6 +401,7 @@ impl Ledger {
                     slot.dirty = true;
                 }
             }
+            self.caused(&line.product_id, AvailabilityCause::OrderReserved, Some(meta), None);
         }
         match self.reservations.get_mut(order_id) {
             // The payment came first: the hold becomes a deduction at once.
@@ -417,6 +499,14 @@ impl Ledger {
         slot.value.transition(ReservationStatus::Released(reason), now);
         slot.dirty = true;
         self.change_stock(order_id, &items, |inv, n, now| inv.release(n, now))?;
+        let cause = if reason == ReleaseReason::Expired {
+            AvailabilityCause::HoldExpired
+        } else {
+            AvailabilityCause::OrderReleased
+        };
+        for item in &items {
+            self.caused(&item.product_id, cause, meta, None);
+        }
         self.emit(
             meta,
             InventoryEvent::Released {
@@ -487,8 +577,30 @@ impl Ledger {
         &self.outbox
     }
 
+    /// Each changed product's move to another level over the whole unit of work: from the
+    /// level as loaded to the level now, never one per change (see [`crate::availability`]).
+    fn availability_events(&mut self) {
+        let config = self.availability;
+        if !config.enabled {
+            return;
+        }
+        let default = config.default_low_stock_threshold;
+        let mut events = Vec::new();
+        for (product, slot) in self.stock.iter().filter(|(_, s)| s.dirty) {
+            let before = level_of(self.loaded.get(product), default);
+            let caused = self.causes.get(product).cloned().unwrap_or(Caused {
+                cause: AvailabilityCause::StockAudited,
+                meta: None,
+                actor: None,
+            });
+            events.extend(change_events(before, &slot.value, config, &caused, self.now));
+        }
+        self.outbox.extend(events);
+    }
+
     /// What must be saved: changed rows with their next versions.
-    pub fn into_changes(self) -> ChangeSet {
+    pub fn into_changes(mut self) -> ChangeSet {
+        self.availability_events();
         let stock = self
             .stock
             .into_values()

@@ -5,6 +5,7 @@
 //! retry ([`InventoryService`]) and the ports adapters implement. It does no
 //! I/O and knows no framework.
 
+pub mod availability;
 pub mod events;
 pub mod inventory;
 pub mod ledger;
@@ -13,9 +14,10 @@ pub mod reservation;
 pub mod service;
 pub mod values;
 
+pub use availability::{AvailabilityCause, AvailabilityConfig, AvailabilityKind, StockLevel};
 pub use events::{
-    Echo, EventMeta, FailureReason, IncomingEvent, InventoryEvent, LineItem, OrderCommand, OrderLine, OrderLines,
-    OutboxEvent, ReleaseReason, ShortLine, TooManyLines,
+    AvailabilityChange, Echo, EventMeta, FailureReason, IncomingEvent, InventoryEvent, LineItem, OrderCommand,
+    OrderLine, OrderLines, OutboxEvent, ReleaseReason, ShortLine, TooManyLines,
 };
 pub use inventory::{InvalidStockRow, Inventory, StockError};
 pub use ledger::{AdjustError, Inconsistency, Ledger, Outcome};

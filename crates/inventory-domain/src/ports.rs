@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::availability::{AvailabilityCause, AvailabilityConfig, Caused, StockLevel, change_events, level};
 use crate::events::OutboxEvent;
 use crate::inventory::Inventory;
 use crate::reservation::Reservation;
@@ -213,6 +214,30 @@ pub struct StockAddition {
     pub max_quantity: u32,
     /// Key and request, when the client sent an `Idempotency-Key`.
     pub idempotency: Option<IdempotentRequest>,
+    /// Whether it emits availability events, and the default threshold.
+    pub availability: AvailabilityConfig,
+}
+
+impl StockAddition {
+    /// The availability events of this addition, once the store made `after` of it (version 0:
+    /// the record is new, so the product was out before).
+    pub fn availability_events(&self, after: &Inventory) -> Vec<OutboxEvent> {
+        let default = self.availability.default_low_stock_threshold;
+        let before = if after.version() == 0 {
+            StockLevel::Out
+        } else {
+            level(
+                after.available().saturating_sub(self.amount.get()),
+                after.low_stock_threshold().or(default),
+            )
+        };
+        let caused = Caused {
+            cause: AvailabilityCause::StockAdded,
+            meta: None,
+            actor: Some(self.actor.clone()),
+        };
+        change_events(before, after, self.availability, &caused, self.at)
+    }
 }
 
 /// What the store did with a [`StockAddition`].

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::availability::AvailabilityConfig;
 use crate::events::IncomingEvent;
 use crate::inventory::{Inventory, StockError};
 use crate::ledger::{AdjustError, Inconsistency, Ledger, Outcome};
@@ -28,6 +29,8 @@ pub struct ServiceConfig {
     pub max_backoff: Duration,
     /// Time a hold lasts before the sweeper releases it.
     pub hold_ttl: Duration,
+    /// Availability events, and the default low-stock threshold.
+    pub availability: AvailabilityConfig,
 }
 
 impl ServiceConfig {
@@ -44,6 +47,7 @@ impl Default for ServiceConfig {
             base_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(200),
             hold_ttl: Duration::from_secs(Self::DEFAULT_HOLD_TTL_SECS),
+            availability: AvailabilityConfig::default(),
         }
     }
 }
@@ -242,6 +246,7 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
             new_id: uuid::Uuid::now_v7(),
             max_quantity: StockCount::MAX,
             idempotency: idempotency.cloned(),
+            availability: self.config.availability,
         };
         let mut attempt = 1;
         loop {
@@ -289,6 +294,22 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
     ) -> Result<Inventory, ServiceError> {
         self.manual_change(product, idempotency, |ledger| {
             Ok(ledger.audit_stock(product, count, reason, actor, expected_version)?)
+        })
+        .await
+    }
+
+    /// Sets (`Some`) or clears (`None`: the configured default applies) a product's low-stock
+    /// threshold; in the audit trail, and an availability event when the product's level moves.
+    pub async fn set_low_stock_threshold_once(
+        &self,
+        product: &ProductId,
+        threshold: Option<u32>,
+        actor: &Actor,
+        expected_version: Option<i64>,
+        idempotency: Option<&IdempotentRequest>,
+    ) -> Result<Inventory, ServiceError> {
+        self.manual_change(product, idempotency, |ledger| {
+            Ok(ledger.set_low_stock_threshold(product, threshold, actor, expected_version)?)
         })
         .await
     }
@@ -441,7 +462,7 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         let mut attempt = 1;
         loop {
             let snapshot = self.repo.load(request).await?;
-            let mut ledger = Ledger::new(snapshot, self.clock.now(), ttl);
+            let mut ledger = Ledger::new(snapshot, self.clock.now(), ttl).with_availability(self.config.availability);
             let result = work(&mut ledger)?;
             let mut changes = ledger.into_changes();
             finish(&mut changes);

@@ -191,6 +191,8 @@ pub enum AdjustmentReason {
     Correction,
     /// Anything else.
     Other,
+    /// The low-stock threshold changed (the count did not).
+    Threshold,
 }
 
 impl AdjustmentReason {
@@ -204,6 +206,7 @@ impl AdjustmentReason {
             Self::Received => "RECEIVED",
             Self::Correction => "CORRECTION",
             Self::Other => "OTHER",
+            Self::Threshold => "LOW_STOCK_THRESHOLD",
         }
     }
 
@@ -217,6 +220,7 @@ impl AdjustmentReason {
             Self::Received,
             Self::Correction,
             Self::Other,
+            Self::Threshold,
         ]
         .into_iter()
         .find(|r| r.as_str() == raw)

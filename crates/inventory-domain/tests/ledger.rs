@@ -279,7 +279,7 @@ fn an_outbox_event_names_its_cause() {
     l.apply(&reserve(1, "o-7", &[("a", 2)])).unwrap();
     let event = &l.outbox()[0];
     assert_eq!(event.event.event_type(), "InventoryReservedEvent");
-    assert_eq!(event.event.order_id().as_str(), "o-7");
+    assert_eq!(event.event.key(), "o-7");
     assert_eq!(
         event.causation_id.as_deref(),
         Some("00000000-0000-0000-0000-000000000001"),
@@ -359,4 +359,146 @@ fn a_paid_order_that_cannot_be_served_fails_and_holds_nothing() {
         l.reservation(&oid("o")).unwrap().status(),
         ReservationStatus::Failed(FailureReason::InsufficientStock)
     );
+}
+
+fn availability_on(default: Option<u32>) -> AvailabilityConfig {
+    AvailabilityConfig {
+        enabled: true,
+        default_low_stock_threshold: default,
+    }
+}
+
+/// The availability events of a unit of work: (product, event type, available, cause).
+fn availability(changes: &ChangeSet) -> Vec<(String, &'static str, u32, AvailabilityCause)> {
+    changes
+        .outbox
+        .iter()
+        .filter_map(|e| match &e.event {
+            InventoryEvent::Availability(c) => {
+                Some((c.product_id.to_string(), c.kind.event_type(), c.available, c.cause))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_that_goes_to_zero_and_back_emits_nothing() {
+    let mut l = ledger_with(&[("a", 4)]).with_availability(availability_on(Some(2)));
+    l.apply(&reserve(1, "o", &[("a", 4)])).unwrap();
+    l.apply(&release(2, "o", ReleaseReason::OrderCancelled)).unwrap();
+    let changes = l.into_changes();
+    assert!(availability(&changes).is_empty(), "{:?}", changes.outbox);
+    assert_eq!(changes.outbox.len(), 2, "the reservation and the release only");
+}
+
+#[test]
+fn reaching_zero_is_one_out_of_stock_caused_by_the_last_order() {
+    let mut l = ledger_with(&[("a", 5), ("b", 9)]).with_availability(availability_on(Some(3)));
+    l.apply(&reserve(1, "o-1", &[("a", 2), ("b", 1)])).unwrap();
+    l.apply(&reserve(2, "o-2", &[("a", 3)])).unwrap();
+    let changes = l.into_changes();
+    assert_eq!(
+        availability(&changes),
+        [(
+            "a".to_owned(),
+            "InventoryOutOfStockEvent",
+            0,
+            AvailabilityCause::OrderReserved
+        )],
+        "a passed through low to out: one event; b stayed in stock"
+    );
+    let out = changes.outbox.last().unwrap();
+    assert_eq!(
+        out.causation_id.as_deref(),
+        Some(Uuid::from_u128(2).to_string().as_str())
+    );
+    assert_eq!(out.event.key(), "a");
+    assert!(out.headers.is_empty(), "no reply headers on an availability event");
+}
+
+#[test]
+fn out_to_low_is_back_in_stock_then_low() {
+    let mut l = ledger_with(&[("a", 3)]).with_availability(availability_on(Some(5)));
+    l.apply(&reserve(1, "o", &[("a", 3)])).unwrap();
+    let first = l.into_changes();
+    assert_eq!(availability(&first)[0].1, "InventoryOutOfStockEvent");
+    // The next unit of work starts from what was saved: 3 on hold, then a release.
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let stored = first.stock[0].inventory.clone();
+    let reservation = first.reservations[0].reservation.clone();
+    let mut l = Ledger::new(
+        Snapshot {
+            stock: vec![stored],
+            reservations: vec![reservation],
+            ..Snapshot::default()
+        },
+        now,
+        Duration::minutes(30),
+    )
+    .with_availability(availability_on(Some(5)));
+    l.apply(&release(2, "o", ReleaseReason::PaymentFailed)).unwrap();
+    let kinds: Vec<&str> = availability(&l.into_changes()).iter().map(|e| e.1).collect();
+    assert_eq!(kinds, ["InventoryBackInStockEvent", "InventoryLowStockEvent"]);
+}
+
+#[test]
+fn manual_changes_name_their_cause_and_actor_and_no_threshold_means_never_low() {
+    let mut l = ledger_with(&[("a", 10)]).with_availability(availability_on(None));
+    l.audit_stock(
+        &pid("a"),
+        StockCount::new(1).unwrap(),
+        AdjustmentReason::Damaged,
+        &Actor("ops".into()),
+        None,
+    )
+    .unwrap();
+    let changes = l.into_changes();
+    assert!(availability(&changes).is_empty(), "1 of no threshold is in stock");
+
+    let mut l = ledger_with(&[("a", 10)]).with_availability(availability_on(None));
+    l.set_low_stock_threshold(&pid("a"), Some(20), &Actor("ops".into()), None)
+        .unwrap();
+    let changes = l.into_changes();
+    assert_eq!(
+        availability(&changes),
+        [(
+            "a".to_owned(),
+            "InventoryLowStockEvent",
+            10,
+            AvailabilityCause::ThresholdChanged
+        )]
+    );
+    let InventoryEvent::Availability(change) = &changes.outbox[0].event else {
+        unreachable!()
+    };
+    assert_eq!(change.actor.as_deref(), Some("ops"));
+    assert_eq!(change.low_stock_threshold, Some(20));
+    assert_eq!(changes.adjustments[0].reason, AdjustmentReason::Threshold);
+    assert_eq!(changes.adjustments[0].delta(), 0);
+    assert_eq!(
+        changes.adjustments[0].note.as_deref(),
+        Some("lowStockThreshold default -> 20")
+    );
+
+    let mut l = ledger_with(&[]).with_availability(availability_on(None));
+    l.add_stock(&pid("new"), Quantity::new(1).unwrap(), &Actor("ops".into()))
+        .unwrap();
+    assert_eq!(
+        availability(&l.into_changes()),
+        [(
+            "new".to_owned(),
+            "InventoryBackInStockEvent",
+            1,
+            AvailabilityCause::StockAdded
+        )],
+        "a product without a record was out"
+    );
+}
+
+#[test]
+fn availability_events_are_off_unless_asked_for() {
+    let mut l = ledger_with(&[("a", 1)]);
+    l.apply(&reserve(1, "o", &[("a", 1)])).unwrap();
+    assert!(availability(&l.into_changes()).is_empty());
 }

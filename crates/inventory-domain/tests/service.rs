@@ -630,3 +630,42 @@ async fn a_listing_the_store_cannot_answer_is_unavailable() {
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
+
+#[test]
+fn an_addition_emits_what_its_increment_crossed() {
+    let addition = |amount: i64| StockAddition {
+        product_id: pid("a"),
+        amount: Quantity::new(amount).unwrap(),
+        actor: Actor("ops".into()),
+        at: Utc::now(),
+        new_id: Uuid::nil(),
+        max_quantity: StockCount::MAX,
+        idempotency: None,
+        availability: AvailabilityConfig {
+            enabled: true,
+            default_low_stock_threshold: Some(5),
+        },
+    };
+    let kinds =
+        |events: Vec<OutboxEvent>| -> Vec<&'static str> { events.iter().map(|e| e.event.event_type()).collect() };
+    // 1 -> 4: low before and after.
+    assert!(kinds(addition(3).availability_events(&stock("a", 4, 0, 4))).is_empty());
+    // 3 -> 6: low -> in stock.
+    assert_eq!(
+        kinds(addition(3).availability_events(&stock("a", 6, 0, 4))),
+        ["InventoryLowStockClearedEvent"]
+    );
+    // A new record (version 0) of 3: out -> low.
+    assert_eq!(
+        kinds(addition(3).availability_events(&stock("a", 3, 0, 0))),
+        ["InventoryBackInStockEvent", "InventoryLowStockEvent"]
+    );
+    // 2 reserved of 2, then 2 more: out -> low.
+    assert_eq!(
+        kinds(addition(2).availability_events(&stock("a", 4, 2, 7))),
+        ["InventoryBackInStockEvent", "InventoryLowStockEvent"]
+    );
+    let mut off = addition(3);
+    off.availability.enabled = false;
+    assert!(off.availability_events(&stock("a", 3, 0, 0)).is_empty());
+}

@@ -36,6 +36,9 @@ pub struct StockView {
     pub version: i64,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The product's own low-stock threshold; null: the configured default applies.
+    #[serde(default)]
+    pub low_stock_threshold: Option<u32>,
 }
 
 impl From<&Inventory> for StockView {
@@ -47,6 +50,7 @@ impl From<&Inventory> for StockView {
             available: inv.available(),
             version: inv.version(),
             updated_at: inv.updated_at(),
+            low_stock_threshold: inv.low_stock_threshold(),
         }
     }
 }
@@ -78,6 +82,20 @@ pub(crate) struct AuditRequest {
     #[schema(pattern = "^(CYCLE_COUNT|DAMAGED|SHRINKAGE|RECEIVED|CORRECTION|OTHER)$")]
     reason: String,
     /// The version the count was taken against; 409 when it moved on.
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    expected_version: Option<i64>,
+}
+
+/// A product's thresholds (the whole set: a field left out is cleared).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ThresholdsRequest {
+    /// Below this many available units (and above 0) the product is low on stock; null or absent:
+    /// the configured default (LOW_STOCK_THRESHOLD_DEFAULT) applies.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    low_stock_threshold: Option<i64>,
+    /// The version the change was decided against; 409 when it moved on.
     #[serde(default, deserialize_with = "optional_whole_number")]
     expected_version: Option<i64>,
 }
@@ -279,7 +297,7 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
     let product = product_id("productId", body.product_id)?;
     let count = StockCount::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     let reason = AdjustmentReason::parse(&body.reason)
-        .filter(|r| *r != AdjustmentReason::Add)
+        .filter(|r| !matches!(r, AdjustmentReason::Add | AdjustmentReason::Threshold))
         .ok_or_else(|| {
             ApiError::field(
                 "reason",
@@ -293,6 +311,36 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
         .await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
+
+pub(crate) async fn set_thresholds<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let AdminWrite { actor, body, once } = admin_write::<ThresholdsRequest>(&state.auth, &request, payload).await?;
+    let product = product_id("productId", path.into_inner())?;
+    let threshold = body
+        .low_stock_threshold
+        .map(|t| {
+            u32::try_from(t).ok().filter(|t| *t <= MAX_THRESHOLD).ok_or_else(|| {
+                ApiError::field(
+                    "lowStockThreshold",
+                    format!("must be an integer from 0 to {MAX_THRESHOLD}"),
+                )
+            })
+        })
+        .transpose()?;
+    let _turn = state.writes.lock(product.as_str()).await;
+    let stock = state
+        .service
+        .set_low_stock_threshold_once(&product, threshold, &actor, body.expected_version, once.as_ref())
+        .await?;
+    Ok(HttpResponse::Ok().json(StockView::from(&stock)))
+}
+
+/// Highest low-stock threshold accepted.
+pub const MAX_THRESHOLD: u32 = 1_000_000_000;
 
 pub(crate) async fn check_availability<R: InventoryRepository, C: Clock>(
     state: web::Data<ApiState<R, C>>,

@@ -48,6 +48,7 @@ pub fn routes<R: InventoryRepository + 'static, C: Clock + 'static>(cfg: &mut we
             ("POST", "/api/inventory/check") => web::post().to(handlers::check_availability::<R, C>),
             ("GET", "/api/inventory") => web::get().to(handlers::list_stock::<R, C>),
             ("GET", "/api/inventory/export") => web::get().to(handlers::export_stock::<R, C>),
+            ("PUT", "/api/inventory/{productId}/thresholds") => web::put().to(handlers::set_thresholds::<R, C>),
             ("GET", "/api/inventory/{productId}/adjustments") => web::get().to(handlers::adjustments::<R, C>),
             ("GET", "/api/inventory/{productId}") => web::get().to(handlers::get_stock::<R, C>),
             ("GET", "/health/live") => web::get().to(ops::live),

@@ -9,7 +9,9 @@ use utoipa::openapi::{
     Required, ResponseBuilder, Type,
 };
 
-use crate::handlers::{AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, StockListPage, StockView};
+use crate::handlers::{
+    AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, StockListPage, StockView, ThresholdsRequest,
+};
 use crate::problem::{FieldError, ProblemDoc};
 
 /// What a product id must look like: no control characters, no whitespace at the ends.
@@ -162,6 +164,17 @@ pub const API: &[Route] = &[
         ok: "csv",
         errors: &[401, 403, 422, 503],
         query: &LISTING_FILTERS,
+    },
+    Route {
+        method: "PUT",
+        path: "/api/inventory/{productId}/thresholds",
+        summary: "Set the product's low-stock threshold (null: the configured default). In the audit trail; \
+                  an availability event when the product's level moves. Honours Idempotency-Key.",
+        roles: &["ADMIN"],
+        body: Some("ThresholdsRequest"),
+        ok: "StockView",
+        errors: &[400, 401, 403, 404, 409, 413, 422, 503],
+        query: &[],
     },
     Route {
         method: "GET",
@@ -318,7 +331,7 @@ pub fn document() -> OpenApi {
                     .schema(Some(schema)),
             );
         }
-        if route.method == "POST" && route.path != "/api/inventory/check" {
+        if matches!(route.method, "POST" | "PUT") && route.path != "/api/inventory/check" {
             op = op.parameter(
                 ParameterBuilder::new()
                     .name("Idempotency-Key")
@@ -381,10 +394,10 @@ pub fn document() -> OpenApi {
                     roles.join(", ")
                 )));
         }
-        let method = if route.method == "POST" {
-            HttpMethod::Post
-        } else {
-            HttpMethod::Get
+        let method = match route.method {
+            "POST" => HttpMethod::Post,
+            "PUT" => HttpMethod::Put,
+            _ => HttpMethod::Get,
         };
         paths = paths.path(route.path, PathItem::new(method, op.build()));
     }
@@ -395,6 +408,7 @@ pub fn document() -> OpenApi {
         .schema_from::<AdjustmentView>()
         .schema_from::<AdjustmentPage>()
         .schema_from::<StockListPage>()
+        .schema_from::<ThresholdsRequest>()
         .schema_from::<FieldError>()
         .schema("Problem", <ProblemDoc as utoipa::PartialSchema>::schema())
         .security_scheme(

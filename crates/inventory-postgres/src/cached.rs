@@ -179,6 +179,7 @@ mod tests {
             new_id: Uuid::nil(),
             max_quantity: 10,
             idempotency: None,
+            availability: Default::default(),
         };
         repo.add_units(&addition).await.unwrap();
         assert_eq!(repo.stock(&[pid("a")]).await.unwrap(), vec![row("a", 8, 2)]);

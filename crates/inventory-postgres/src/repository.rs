@@ -60,7 +60,7 @@ impl PgRepository {
         conn: &mut AsyncPgConnection,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, RepoError> {
-        type Row = (String, Uuid, String, i32, i32, i64, DateTime<Utc>);
+        type Row = (String, Uuid, String, i32, i32, i64, DateTime<Utc>, Option<i32>);
         let row: Option<Row> = idempotency_keys::table
             .filter(idempotency_keys::idempotency_key.eq(key))
             .select((
@@ -71,12 +71,14 @@ impl PgRepository {
                 idempotency_keys::reserved,
                 idempotency_keys::version,
                 idempotency_keys::updated_at,
+                idempotency_keys::low_stock_threshold,
             ))
             .first(conn)
             .await
             .optional()
             .map_err(db_error)?;
-        let Some((fingerprint, id, product_id, quantity, reserved, version, updated_at)) = row else {
+        let Some((fingerprint, id, product_id, quantity, reserved, version, updated_at, low_stock_threshold)) = row
+        else {
             return Ok(None);
         };
         let result = StockRow {
@@ -86,6 +88,7 @@ impl PgRepository {
             reserved,
             version,
             updated_at,
+            low_stock_threshold,
         }
         .into_domain()
         .map_err(RepoError::failure)?;
@@ -329,6 +332,10 @@ impl InventoryRepository for PgRepository {
         if let Err(e) = &result {
             crate::errors::discard_if_read_only(&mut conn, e);
         }
+        if addition.availability.enabled && matches!(result, Ok(AddOutcome::Added(_))) {
+            // It may have written availability events.
+            self.outbox_written.notify_one();
+        }
         Ok(result?)
     }
 
@@ -414,7 +421,7 @@ fn listing_query(
 ) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
     let (scope, binds) = listing_scope(listing);
     let mut sql = format!(
-        "{head}SELECT id, product_id, quantity, reserved, version, updated_at FROM \
+        "{head}SELECT id, product_id, quantity, reserved, version, updated_at, low_stock_threshold FROM \
          (SELECT * FROM inventory WHERE {scope} ORDER BY product_id COLLATE \"C\" LIMIT {scan}) s WHERE true",
         scan = listing.scan
     );

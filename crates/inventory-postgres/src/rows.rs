@@ -18,6 +18,7 @@ pub(crate) struct StockRow {
     pub reserved: i32,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    pub low_stock_threshold: Option<i32>,
 }
 
 impl StockRow {
@@ -31,6 +32,7 @@ impl StockRow {
             self.version,
             self.updated_at,
         )
+        .map(|inv| inv.with_low_stock_threshold(self.low_stock_threshold.and_then(|t| u32::try_from(t).ok())))
         .map_err(|e| e.to_string())
     }
 }

@@ -8,6 +8,7 @@ diesel::table! {
         reserved -> Int4,
         version -> Int8,
         updated_at -> Timestamptz,
+        low_stock_threshold -> Nullable<Int4>,
     }
 }
 
@@ -78,6 +79,7 @@ diesel::table! {
         version -> Int8,
         updated_at -> Timestamptz,
         created_at -> Timestamptz,
+        low_stock_threshold -> Nullable<Int4>,
     }
 }
 

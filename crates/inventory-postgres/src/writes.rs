@@ -41,6 +41,7 @@ pub(crate) async fn write_changes(conn: &mut AsyncPgConnection, changes: &Change
             idempotency_keys::reserved.eq(to_i32(inv.reserved())?),
             idempotency_keys::version.eq(inv.version()),
             idempotency_keys::updated_at.eq(inv.updated_at()),
+            idempotency_keys::low_stock_threshold.eq(inv.low_stock_threshold().map(to_i32).transpose()?),
         ));
         let future = insert.execute(&mut pipeline.conn());
         pipeline.push(future, None);
@@ -98,7 +99,7 @@ pub(crate) async fn add_units(conn: &mut AsyncPgConnection, addition: &StockAddi
          ON CONFLICT (product_id) DO UPDATE \
          SET quantity = i.quantity + EXCLUDED.quantity, version = i.version + 1, updated_at = EXCLUDED.updated_at \
          WHERE i.quantity + EXCLUDED.quantity <= $5 \
-         RETURNING i.id, i.product_id, i.quantity, i.reserved, i.version, i.updated_at",
+         RETURNING i.id, i.product_id, i.quantity, i.reserved, i.version, i.updated_at, i.low_stock_threshold",
     )
     .bind::<diesel::sql_types::Uuid, _>(addition.new_id)
     .bind::<Text, _>(addition.product_id.as_str())
@@ -126,10 +127,18 @@ pub(crate) async fn add_units(conn: &mut AsyncPgConnection, addition: &StockAddi
             request: request.clone(),
             result: inventory.clone(),
         }),
+        outbox: addition.availability_events(&inventory),
         ..ChangeSet::default()
     };
     write_changes(conn, &changes).await?;
     Ok(AddOutcome::Added(inventory))
+}
+
+fn thresholds(writes: &[&inventory_domain::StockWrite]) -> Result<Vec<Option<i32>>, TxError> {
+    writes
+        .iter()
+        .map(|w| w.inventory.low_stock_threshold().map(to_i32).transpose())
+        .collect()
 }
 
 fn write_stock(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), TxError> {
@@ -150,9 +159,10 @@ fn write_stock(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), T
         pipeline.push(lock, Some(locked));
         let update = diesel::sql_query(
             "UPDATE inventory AS i \
-             SET quantity = v.quantity, reserved = v.reserved, version = v.version, updated_at = v.updated_at \
-             FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[]) \
-                  AS v(id, quantity, reserved, version, expected, updated_at) \
+             SET quantity = v.quantity, reserved = v.reserved, version = v.version, updated_at = v.updated_at, \
+                 low_stock_threshold = v.low_stock_threshold \
+             FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[], $7::int4[]) \
+                  AS v(id, quantity, reserved, version, expected, updated_at, low_stock_threshold) \
              WHERE i.id = v.id AND i.version = v.expected",
         )
         .bind::<Array<diesel::sql_types::Uuid>, _>(updates.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
@@ -176,13 +186,15 @@ fn write_stock(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), T
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Integer>>, _>(thresholds(&updates)?)
         .execute(&mut pipeline.conn());
         pipeline.push(update, Some(updates.len()));
     }
     if !inserts.is_empty() {
         let insert = diesel::sql_query(
-            "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at) \
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[], $5::int8[], $6::timestamptz[]) \
+            "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at, low_stock_threshold) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[], $5::int8[], $6::timestamptz[], \
+                                  $7::int4[]) \
              ON CONFLICT (product_id) DO NOTHING",
         )
         .bind::<Array<diesel::sql_types::Uuid>, _>(inserts.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
@@ -206,6 +218,7 @@ fn write_stock(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), T
         )
         .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
         .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Integer>>, _>(thresholds(&inserts)?)
         .execute(&mut pipeline.conn());
         pipeline.push(insert, Some(inserts.len()));
     }
@@ -342,12 +355,7 @@ fn write_outbox(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), 
             .map(|e| e.event.event_type().to_owned())
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Text>, _>(
-        events
-            .iter()
-            .map(|e| e.event.order_id().to_string())
-            .collect::<Vec<_>>(),
-    )
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.event.key().to_owned()).collect::<Vec<_>>())
     .bind::<Array<Jsonb>, _>(payloads)
     .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
     .bind::<Array<diesel::sql_types::Nullable<Jsonb>>, _>(headers)

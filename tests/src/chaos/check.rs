@@ -101,6 +101,81 @@ impl Report {
     }
 }
 
+/// The availability events, and the level a reader is at after each.
+const AVAILABILITY_TYPES: [(&str, Level); 4] = [
+    ("InventoryLowStockEvent", Level::Low),
+    ("InventoryOutOfStockEvent", Level::Out),
+    ("InventoryBackInStockEvent", Level::InStock),
+    ("InventoryLowStockClearedEvent", Level::InStock),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Out,
+    Low,
+    InStock,
+}
+
+/// Each product's availability events, read in order (copies of one event id once), must never
+/// repeat a kind back to back, must start from "out" (the products are created by the run's
+/// first adds), and must leave a reader at the product's level in PostgreSQL.
+fn check_availability(report: &mut Report, events: &BTreeMap<String, Vec<Value>>, stock: &[StockRow], threshold: u32) {
+    let level = |available: i64| match available {
+        0 => Level::Out,
+        a if a < i64::from(threshold) => Level::Low,
+        _ => Level::InStock,
+    };
+    let mut bad = Vec::new();
+    let mut total = 0;
+    for s in stock {
+        let mut ids = HashSet::new();
+        let kinds: Vec<&str> = events
+            .get(&s.product_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| ids.insert(e["eventId"].as_str().unwrap_or_default().to_owned()))
+            .map(|e| e["eventType"].as_str().unwrap_or_default())
+            .collect();
+        total += kinds.len();
+        if let Some(w) = kinds.windows(2).find(|w| w[0] == w[1]) {
+            bad.push(format!("{}: {} twice in a row in {kinds:?}", s.product_id, w[0]));
+        }
+        if kinds
+            .as_slice()
+            .first()
+            .is_some_and(|k| *k != "InventoryBackInStockEvent")
+        {
+            bad.push(format!(
+                "{}: the first event is {}, not a BackInStock",
+                s.product_id, kinds[0]
+            ));
+        }
+        let read = kinds.last().map_or(Level::Out, |k| {
+            AVAILABILITY_TYPES
+                .iter()
+                .find(|(name, _)| name == k)
+                .map_or(Level::Out, |(_, l)| *l)
+        });
+        let actual = level(s.quantity - s.reserved);
+        if read != actual {
+            bad.push(format!(
+                "{}: the events leave a reader at {read:?}, the product is {actual:?} ({} available): {kinds:?}",
+                s.product_id,
+                s.quantity - s.reserved
+            ));
+        }
+    }
+    report.add(
+        "availability events replay to each product's level, never one kind twice in a row",
+        format!(
+            "{total} distinct availability events over {} products (low-stock threshold {threshold})",
+            stock.len()
+        ),
+        bad,
+    );
+}
+
 #[derive(QueryableByName)]
 struct StockRow {
     #[diesel(sql_type = Text)]
@@ -309,6 +384,8 @@ pub async fn check(
 
     let mut outcomes: HashMap<String, Events> = HashMap::new();
     let mut releases: HashMap<String, Events> = HashMap::new();
+    // Availability events per product, in topic order (one partition per product).
+    let mut availability: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut other = Vec::new();
     for r in &produced {
         let order = r.value["orderId"].as_str().unwrap_or_default().to_owned();
@@ -317,9 +394,14 @@ pub async fn check(
                 outcomes.entry(order).or_default().push(r.value.clone())
             }
             Some("InventoryReleasedEvent") => releases.entry(order).or_default().push(r.value.clone()),
+            Some(t) if AVAILABILITY_TYPES.iter().any(|(name, _)| *name == t) => {
+                let product = r.value["productId"].as_str().unwrap_or_default().to_owned();
+                availability.entry(product).or_default().push(r.value.clone())
+            }
             _ => other.push(r.value.to_string()),
         }
     }
+    check_availability(&mut report, &availability, &stock, plan.low_stock_threshold);
 
     // One outcome per order, caused by it.
     let mut bad = other

@@ -58,6 +58,8 @@ pub struct Plan {
     pub http_workers: usize,
     /// Longest wait for the stream to drain after the last fault.
     pub drain: Duration,
+    /// The services' LOW_STOCK_THRESHOLD_DEFAULT: products below it (and above 0) are low.
+    pub low_stock_threshold: u32,
 }
 
 impl Plan {
@@ -80,6 +82,7 @@ impl Plan {
             malformed: 4,
             http_workers: 2,
             drain: Duration::from_secs(240),
+            low_stock_threshold: 4,
         }
     }
 
@@ -410,6 +413,8 @@ fn service_env(cluster: &Cluster, db: &TestDb, topics: &Topics, plan: &Plan) -> 
         ("KAFKA_PAYMENT_TOPIC", topics.payments.clone()),
         ("KAFKA_INVENTORY_TOPIC", topics.inventory.clone()),
         ("KAFKA_TOPIC_PARTITIONS", plan.partitions.to_string()),
+        ("AVAILABILITY_EVENTS_ENABLED", "true".to_owned()),
+        ("LOW_STOCK_THRESHOLD_DEFAULT", plan.low_stock_threshold.to_string()),
         (
             "KAFKA_TOPIC_REPLICATION_FACTOR",
             get("KAFKA_TOPIC_REPLICATION_FACTOR", "3"),

@@ -163,3 +163,96 @@ async fn the_export_streams_every_selected_row_as_csv() {
     assert_eq!(filtered.lines().count(), 1 + 5, "{filtered}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_are_set_audited_listed_and_checked() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    let system = token(&["ROLE_SYSTEM"]);
+    add(&app, &admin, "t-1", 9).await;
+    let put = |body: serde_json::Value, bearer: String, key: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let mut request = client()
+                .put(app.url("/api/inventory/t-1/thresholds"))
+                .bearer_auth(bearer)
+                .json(&body);
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = put(json!({"lowStockThreshold": 5}), admin.clone(), Some("k-1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["lowStockThreshold"], 5);
+    let version = body["version"].as_i64().unwrap();
+    // The same key and body: the first answer again, nothing changed twice.
+    let (_, replay) = put(json!({"lowStockThreshold": 5}), admin.clone(), Some("k-1")).await;
+    assert_eq!(replay, body);
+    let reply = call(&app, Method::GET, "/api/inventory/t-1", None, None).await;
+    assert_eq!(reply.body["lowStockThreshold"], 5);
+    let list = call(
+        &app,
+        Method::GET,
+        "/api/inventory?productIdPrefix=t-",
+        Some(&system),
+        None,
+    )
+    .await;
+    assert_eq!(list.body["items"][0]["lowStockThreshold"], 5);
+    let trail = call(&app, Method::GET, "/api/inventory/t-1/adjustments", Some(&admin), None).await;
+    assert_eq!(trail.body["items"][0]["reason"], "LOW_STOCK_THRESHOLD");
+    assert_eq!(trail.body["items"][0]["delta"], 0);
+
+    // Null clears it (the default applies); a stale expectedVersion is a conflict.
+    let (status, body) = put(
+        json!({"lowStockThreshold": null, "expectedVersion": version}),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["lowStockThreshold"].is_null());
+    let (status, body) = put(
+        json!({"lowStockThreshold": 1, "expectedVersion": version}),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    for (bad, field) in [
+        (json!({"lowStockThreshold": -1}), "lowStockThreshold"),
+        (json!({"lowStockThreshold": 1_000_000_001_i64}), "lowStockThreshold"),
+        (json!({"lowStockThreshold": "5"}), "lowStockThreshold"),
+        (json!({"lowStock": 5}), "lowStock"),
+    ] {
+        let (status, body) = put(bad.clone(), admin.clone(), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(body["errors"][0]["field"], field, "{bad}: {body}");
+    }
+    let (status, _) = put(json!({"lowStockThreshold": 5}), system.clone(), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only an admin sets thresholds");
+    let missing = client()
+        .put(app.url("/api/inventory/nope/thresholds"))
+        .bearer_auth(&admin)
+        .json(&json!({"lowStockThreshold": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // An audit cannot pose as a threshold change.
+    let reply = post(
+        &app,
+        "/api/inventory/audit",
+        Some(&admin),
+        &json!({"productId": "t-1", "quantity": 3, "reason": "LOW_STOCK_THRESHOLD"}),
+    )
+    .await;
+    assert_problem(&reply, 422, "VALIDATION_FAILED");
+    app.stop().await;
+}

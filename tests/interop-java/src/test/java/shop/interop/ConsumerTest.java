@@ -5,6 +5,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 
+import com.shop.inventory.InventoryEvents.InventoryAvailabilityEvent;
 import com.shop.inventory.InventoryEvents.InventoryReleasedEvent;
 import com.shop.inventory.InventoryEvents.InventoryReservedEvent;
 import com.shop.inventory.InventoryEvents.LineItem;
@@ -40,7 +41,11 @@ class ConsumerTest {
             JsonDeserializer.TYPE_MAPPINGS,
             "InventoryReservedEvent:" + InventoryReservedEvent.class.getName()
                 + ",StockReservationFailedEvent:" + StockReservationFailedEvent.class.getName()
-                + ",InventoryReleasedEvent:" + InventoryReleasedEvent.class.getName());
+                + ",InventoryReleasedEvent:" + InventoryReleasedEvent.class.getName()
+                + ",InventoryLowStockEvent:" + InventoryAvailabilityEvent.class.getName()
+                + ",InventoryOutOfStockEvent:" + InventoryAvailabilityEvent.class.getName()
+                + ",InventoryBackInStockEvent:" + InventoryAvailabilityEvent.class.getName()
+                + ",InventoryLowStockClearedEvent:" + InventoryAvailabilityEvent.class.getName());
         try (Reader<Object> events = new Reader<>(inventoryTopic(), spring)) {
             // One at a time, so which order gets the last units does not depend on partition timing.
             sendSpring(orderTopic(), taken, new OrderCreatedEvent(taken, List.of(new Item(product, 2))));
@@ -48,6 +53,15 @@ class ConsumerTest {
                 events.next(taken, "the reservation of " + taken).value());
             assertEquals(List.of(new LineItem(product, 2)), reserved.items());
             assertEquals(taken, reserved.orderId());
+            // The last units went: the product is out of stock (keyed by product, after its back-in-stock).
+            InventoryAvailabilityEvent back = assertInstanceOf(InventoryAvailabilityEvent.class,
+                events.next(product, "the back-in-stock of " + product).value());
+            assertEquals("InventoryBackInStockEvent", back.eventType());
+            InventoryAvailabilityEvent out = assertInstanceOf(InventoryAvailabilityEvent.class,
+                events.next(product, "the out-of-stock of " + product).value());
+            assertEquals("InventoryOutOfStockEvent", out.eventType());
+            assertEquals(0, out.available());
+            assertEquals("ORDER_RESERVED", out.cause());
 
             sendSpring(orderTopic(), refused, new OrderCreatedEvent(refused, List.of(new Item(product, 1))));
             StockReservationFailedEvent failed = assertInstanceOf(StockReservationFailedEvent.class,

@@ -21,4 +21,9 @@ public final class InventoryEvents {
 
     public record InventoryReleasedEvent(UUID eventId, String eventType, Instant occurredAt, String causationId,
                                          String correlationId, String orderId, String reason, List<LineItem> items) {}
+
+    /** Any of the four availability events (keyed by product). */
+    public record InventoryAvailabilityEvent(UUID eventId, String eventType, Instant occurredAt, String causationId,
+                                             String correlationId, String productId, int available, int quantity,
+                                             int reserved, Integer lowStockThreshold, String cause, String actor) {}
 }
