@@ -22,10 +22,10 @@ pub use events::{
 pub use inventory::{InvalidStockRow, Inventory, StockError};
 pub use ledger::{AdjustError, Inconsistency, Ledger, Outcome};
 pub use ports::{
-    AddOutcome, Adjustment, AdjustmentRecord, Cause, ChangeSet, Clock, ErrorChain, EventPublisher, IdempotencyRecord,
-    IdempotentRequest, InventoryRepository, LoadRequest, OutboxBacklog, OutboxStore, PendingEvent, ProcessedEvent,
-    PublishError, Relayed, RepoError, ReservationWrite, Snapshot, StockAddition, StockFilter, StockListing, StockScan,
-    StockWrite,
+    AddOutcome, Adjustment, AdjustmentRecord, Cause, ChangeSet, Clock, CountLine, CountedLine, ErrorChain,
+    EventPublisher, IdempotencyRecord, IdempotentRequest, InventoryRepository, LoadRequest, OutboxBacklog, OutboxStore,
+    PendingEvent, ProcessedEvent, PublishError, Relayed, RepoError, ReservationWrite, Snapshot, StockAddition,
+    StockFilter, StockListing, StockScan, StockWrite,
 };
 pub use reservation::{Reservation, ReservationStatus};
 pub use service::{InventoryService, MAX_PAGE, MAX_SCAN, ServiceConfig, ServiceError, ServiceMetrics, StockPage};

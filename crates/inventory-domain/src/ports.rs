@@ -101,8 +101,36 @@ pub struct IdempotentRequest {
 pub struct IdempotencyRecord {
     /// The key and request.
     pub request: IdempotentRequest,
-    /// The record as the change left it.
+    /// The record as the change left it (the first line's, for a bulk count).
     pub result: Inventory,
+    /// Every line, for a bulk count.
+    pub lines: Option<Vec<CountedLine>>,
+}
+
+/// One line of a bulk count: a product's counted physical stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountLine {
+    /// Product.
+    pub product_id: ProductId,
+    /// The count.
+    pub count: crate::values::StockCount,
+    /// The version the count was taken against, if the counter knew it.
+    pub expected_version: Option<i64>,
+}
+
+/// What a bulk count did (or, in a dry run, would do) to one product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedLine {
+    /// Product.
+    pub product_id: ProductId,
+    /// Physical units before.
+    pub old_quantity: u32,
+    /// Physical units after.
+    pub new_quantity: u32,
+    /// Units on hold (a count never changes them).
+    pub reserved: u32,
+    /// The record's version after (in a dry run: as it is).
+    pub version: i64,
 }
 
 /// A stock row to write: inserted when `expected_version` is `None`, else

@@ -13,8 +13,8 @@ use crate::events::IncomingEvent;
 use crate::inventory::{Inventory, StockError};
 use crate::ledger::{AdjustError, Inconsistency, Ledger, Outcome};
 use crate::ports::{
-    AddOutcome, AdjustmentRecord, Clock, IdempotencyRecord, IdempotentRequest, InventoryRepository, LoadRequest,
-    RepoError, StockAddition, StockFilter, StockListing, StockScan,
+    AddOutcome, AdjustmentRecord, ChangeSet, Clock, CountLine, CountedLine, IdempotencyRecord, IdempotentRequest,
+    InventoryRepository, LoadRequest, RepoError, StockAddition, StockFilter, StockListing, StockScan,
 };
 use crate::values::{Actor, AdjustmentReason, ProductId, Quantity, StockCount};
 
@@ -50,6 +50,28 @@ impl Default for ServiceConfig {
             availability: AvailabilityConfig::default(),
         }
     }
+}
+
+/// Each counted line as the change set leaves it: the version written, the count before from
+/// its audit row (rows are written in line order).
+fn stored_lines(lines: &[CountLine], changes: &ChangeSet) -> Vec<CountedLine> {
+    lines
+        .iter()
+        .zip(&changes.adjustments)
+        .filter_map(|(line, adjustment)| {
+            let written = changes
+                .stock
+                .iter()
+                .find(|w| w.inventory.product_id() == &line.product_id)?;
+            Some(CountedLine {
+                product_id: line.product_id.clone(),
+                old_quantity: adjustment.old_quantity,
+                new_quantity: adjustment.new_quantity,
+                reserved: written.inventory.reserved(),
+                version: written.inventory.version(),
+            })
+        })
+        .collect()
 }
 
 /// Most rows one page of a stock listing holds.
@@ -120,6 +142,14 @@ pub enum ServiceError {
     /// The idempotency key was first used with another request.
     #[error("idempotency key {0} was used with a different request")]
     IdempotencyKeyReused(String),
+    /// One line of a bulk change was refused (so nothing changed).
+    #[error("line {index}: {source}")]
+    Line {
+        /// The line's place in the request, from 0.
+        index: usize,
+        /// Why.
+        source: Box<ServiceError>,
+    },
     /// The store could not be reached, or a connection-level failure cut
     /// the attempt short: transient, trying again later may work.
     #[error(transparent)]
@@ -314,6 +344,88 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         .await
     }
 
+    /// Sets the physical counts of many products in one transaction, all or none (a bulk cycle
+    /// count): each line version-checked when it names a version, refused below what is
+    /// reserved, and in the audit trail with `reason`. A dry run changes nothing and says what
+    /// would change. A failing line is [`ServiceError::Line`].
+    pub async fn audit_many(
+        &self,
+        lines: &[CountLine],
+        reason: AdjustmentReason,
+        actor: &Actor,
+        dry_run: bool,
+        idempotency: Option<&IdempotentRequest>,
+    ) -> Result<Vec<CountedLine>, ServiceError> {
+        let request = LoadRequest {
+            products: lines.iter().map(|l| l.product_id.clone()).collect(),
+            idempotency_key: idempotency.filter(|_| !dry_run).map(|i| i.key.clone()),
+            ..LoadRequest::default()
+        };
+        let count_all = |ledger: &mut Ledger| -> Result<Vec<CountedLine>, ServiceError> {
+            lines
+                .iter()
+                .enumerate()
+                .map(|(index, line)| {
+                    let at_line = |source: ServiceError| ServiceError::Line {
+                        index,
+                        source: Box::new(source),
+                    };
+                    let before = ledger
+                        .stock(&line.product_id)
+                        .cloned()
+                        .ok_or_else(|| at_line(ServiceError::NotFound(line.product_id.clone())))?;
+                    ledger
+                        .audit_stock(&line.product_id, line.count, reason, actor, line.expected_version)
+                        .map_err(|e| at_line(e.into()))?;
+                    Ok(CountedLine {
+                        product_id: line.product_id.clone(),
+                        old_quantity: before.quantity(),
+                        new_quantity: line.count.get(),
+                        reserved: before.reserved(),
+                        version: before.version(),
+                    })
+                })
+                .collect()
+        };
+        if dry_run {
+            let ttl = chrono::Duration::from_std(self.config.hold_ttl).unwrap_or(chrono::Duration::minutes(30));
+            let snapshot = self.repo.load(&request).await?;
+            let mut ledger = Ledger::new(snapshot, self.clock.now(), ttl);
+            return count_all(&mut ledger);
+        }
+        let (outcome, changes) = self
+            .execute_then(
+                &request,
+                |ledger| {
+                    if let Some(stored) = ledger.idempotency_record() {
+                        return match idempotency {
+                            Some(i) if stored.request.fingerprint == i.fingerprint => {
+                                Ok(Err(stored.lines.clone().unwrap_or_default()))
+                            }
+                            _ => Err(ServiceError::IdempotencyKeyReused(stored.request.key.clone())),
+                        };
+                    }
+                    count_all(ledger).map(Ok)
+                },
+                |changes| {
+                    if let Some(i) = idempotency {
+                        let counted = stored_lines(lines, changes);
+                        changes.idempotency = changes.stock.first().map(|w| IdempotencyRecord {
+                            request: i.clone(),
+                            result: w.inventory.clone(),
+                            lines: Some(counted),
+                        });
+                    }
+                },
+            )
+            .await?;
+        match outcome {
+            // Replayed: the first answer.
+            Err(stored) => Ok(stored),
+            Ok(_) => Ok(stored_lines(lines, &changes)),
+        }
+    }
+
     async fn manual_change(
         &self,
         product: &ProductId,
@@ -343,6 +455,7 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
                         changes.idempotency = result.map(|w| IdempotencyRecord {
                             request: i.clone(),
                             result: w.inventory.clone(),
+                            lines: None,
                         });
                     }
                 },

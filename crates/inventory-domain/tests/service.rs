@@ -100,6 +100,7 @@ async fn an_add_replays_what_its_key_stored_and_refuses_the_key_for_another_requ
             Ok(AddOutcome::Replayed(IdempotencyRecord {
                 request: keyed("k-1", "add:p:3"),
                 result: stock("p", 13, 2, 4),
+                lines: None,
             }))
         });
     let svc = service(repo, 3);
@@ -160,6 +161,7 @@ async fn a_key_stored_meanwhile_by_a_concurrent_add_is_retried_then_replayed() {
         Ok(AddOutcome::Replayed(IdempotencyRecord {
             request: keyed("k", "f"),
             result: stock("p", 4, 0, 1),
+            lines: None,
         }))
     });
     let svc = service(repo, 3);
@@ -510,6 +512,7 @@ async fn a_replayed_idempotency_key_returns_the_first_result_and_saves_nothing()
             idempotency: Some(IdempotencyRecord {
                 request: keyed("k-1", "audit p 5"),
                 result: stored.clone(),
+                lines: None,
             }),
             ..Snapshot::default()
         })
@@ -668,4 +671,126 @@ fn an_addition_emits_what_its_increment_crossed() {
     let mut off = addition(3);
     off.availability.enabled = false;
     assert!(off.availability_events(&stock("a", 3, 0, 0)).is_empty());
+}
+
+fn count(p: &str, n: i64, expected_version: Option<i64>) -> CountLine {
+    CountLine {
+        product_id: pid(p),
+        count: StockCount::new(n).unwrap(),
+        expected_version,
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_count_saves_every_line_in_one_change_set_under_its_key() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("a", 10, 2, 4), stock("b", 5, 0, 1)],
+            ..Snapshot::default()
+        })
+    });
+    let saved = Arc::new(Mutex::new(None));
+    let keep = saved.clone();
+    repo.expect_save().times(1).returning(move |c| {
+        *keep.lock().unwrap() = Some(c.clone());
+        Ok(())
+    });
+    let lines = service(repo, 3)
+        .audit_many(
+            &[count("a", 7, Some(4)), count("b", 9, None)],
+            AdjustmentReason::CycleCount,
+            &Actor("ops".into()),
+            false,
+            Some(&keyed("k-9", "counts")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| (
+                l.product_id.as_str(),
+                l.old_quantity,
+                l.new_quantity,
+                l.reserved,
+                l.version
+            ))
+            .collect::<Vec<_>>(),
+        [("a", 10, 7, 2, 5), ("b", 5, 9, 0, 2)]
+    );
+    let changes = saved.lock().unwrap().take().unwrap();
+    assert_eq!(changes.stock.len(), 2, "one transaction for both");
+    assert_eq!(changes.adjustments.len(), 2);
+    let record = changes.idempotency.expect("stored under the key");
+    assert_eq!(
+        record.lines.as_deref(),
+        Some(lines.as_slice()),
+        "the answer is what a retry gets"
+    );
+}
+
+#[tokio::test]
+async fn one_refused_line_refuses_the_bulk_count_and_names_the_line() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("a", 10, 0, 1), stock("b", 5, 4, 1)],
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().never();
+    let err = service(repo, 3)
+        .audit_many(
+            &[count("a", 1, None), count("b", 3, None), count("c", 1, None)],
+            AdjustmentReason::CycleCount,
+            &Actor("ops".into()),
+            false,
+            None,
+        )
+        .await
+        .unwrap_err();
+    match err {
+        ServiceError::Line { index, source } => {
+            assert_eq!(index, 1);
+            assert!(
+                matches!(
+                    *source,
+                    ServiceError::Stock(StockError::BelowReserved { count: 3, reserved: 4 })
+                ),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected a line error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_reads_and_never_saves() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load()
+        .withf(|r| r.idempotency_key.is_none())
+        .times(1)
+        .returning(|_| {
+            Ok(Snapshot {
+                stock: vec![stock("a", 10, 0, 3)],
+                ..Snapshot::default()
+            })
+        });
+    repo.expect_save().never();
+    let lines = service(repo, 3)
+        .audit_many(
+            &[count("a", 4, Some(3))],
+            AdjustmentReason::Damaged,
+            &Actor("ops".into()),
+            true,
+            Some(&keyed("k", "f")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (lines[0].old_quantity, lines[0].new_quantity, lines[0].version),
+        (10, 4, 3),
+        "the version as it is"
+    );
 }

@@ -8,10 +8,18 @@ use crate::problem::ApiError;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Largest bulk request body accepted (1,000 lines and room).
+pub const MAX_BULK_BODY_BYTES: usize = 512 * 1024;
+
 /// Parses `body` as `T`, naming the field on failure.
 pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    parse_up_to(body, MAX_BODY_BYTES)
+}
+
+/// [`parse`] with another size limit.
+pub fn parse_up_to<T: DeserializeOwned>(body: &Bytes, limit: usize) -> Result<T, ApiError> {
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge(limit));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".into()));

@@ -163,12 +163,17 @@ fn product_id(field: &str, raw: String) -> Result<ProductId, ApiError> {
 }
 
 /// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-pub(crate) async fn read_body(mut payload: web::Payload) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(payload: web::Payload) -> Result<Bytes, ApiError> {
+    read_body_up_to(payload, MAX_BODY_BYTES).await
+}
+
+/// Reads the body, refusing more than `limit` bytes.
+pub(crate) async fn read_body_up_to(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::MalformedJson(format!("cannot read the body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -237,11 +242,16 @@ fn idempotency(
         .ok()
         .filter(|k| (1..=255).contains(&k.len()) && k.chars().all(|c| c.is_ascii_graphic()))
         .ok_or_else(|| ApiError::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?;
-    // Canonical JSON: the same body with other spacing or key order is the same request.
+    // Canonical JSON: the same body with other spacing or key order is the same request. Any
+    // other body (CSV) as it is; the query too, since it can change what is asked.
     let canonical = serde_json::from_slice::<serde_json::Value>(body)
         .map(|v| v.to_string())
-        .unwrap_or_default();
-    let fingerprint = format!("{} {} {canonical}", principal.subject, request.path());
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    let target = match request.query_string() {
+        "" => request.path().to_owned(),
+        query => format!("{}?{query}", request.path()),
+    };
+    let fingerprint = format!("{} {target} {canonical}", principal.subject);
     Ok(Some(IdempotentRequest {
         key: key.to_owned(),
         fingerprint,
@@ -465,6 +475,11 @@ fn listing_query(
                     return Err(ApiError::field(name, format!("must be 1 to {max} characters")));
                 }
             }
+            Kind::Boolean => {
+                if raw != "true" && raw != "false" {
+                    return Err(ApiError::field(name, "must be true or false"));
+                }
+            }
             Kind::DateTime => {
                 DateTime::parse_from_rfc3339(raw).map_err(|e| {
                     ApiError::field(
@@ -574,4 +589,232 @@ pub(crate) async fn export_stock<R: InventoryRepository + 'static, C: Clock + 's
         .content_type("text/csv; charset=utf-8")
         .insert_header(("Content-Disposition", "attachment; filename=\"inventory.csv\""))
         .streaming(body))
+}
+
+/// Most lines one bulk count may hold.
+pub const MAX_COUNT_LINES: usize = 1_000;
+
+/// A bulk cycle count in JSON.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CountsRequest {
+    /// CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION or OTHER, for every line.
+    #[schema(pattern = "^(CYCLE_COUNT|DAMAGED|SHRINKAGE|RECEIVED|CORRECTION|OTHER)$")]
+    reason: String,
+    /// 1 to 1,000 lines, one per product.
+    #[schema(min_items = 1, max_items = 1000)]
+    lines: Vec<CountRequestLine>,
+}
+
+/// One counted product.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CountRequestLine {
+    #[schema(schema_with = crate::openapi::product_id_schema)]
+    product_id: String,
+    /// The count, 0 or more; refused below what is reserved.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "whole_number")]
+    quantity: i64,
+    /// The version the count was taken against; 409 when it moved on.
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    expected_version: Option<i64>,
+}
+
+/// What a bulk count did, or would do in a dry run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CountsResult {
+    /// Nothing was changed.
+    dry_run: bool,
+    /// The reason every line was counted with.
+    reason: &'static str,
+    /// One per line, in the request's order.
+    lines: Vec<CountedView>,
+}
+
+/// One product's count.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CountedView {
+    product_id: String,
+    old_quantity: u32,
+    new_quantity: u32,
+    delta: i64,
+    reserved: u32,
+    /// The version after (in a dry run: as it is now).
+    version: i64,
+}
+
+/// How a line is named in errors: its JSON path, or its line number in a CSV body.
+#[derive(Clone, Copy)]
+enum LineNames {
+    Json,
+    Csv,
+}
+
+impl LineNames {
+    fn name(self, index: usize, field: &str) -> String {
+        match self {
+            Self::Json if field.is_empty() => format!("lines[{index}]"),
+            Self::Json => format!("lines[{index}].{field}"),
+            // The header is line 1.
+            Self::Csv if field.is_empty() => format!("line {}", index + 2),
+            Self::Csv => format!("line {} ({field})", index + 2),
+        }
+    }
+}
+
+fn count_reason(raw: &str, field: &str) -> Result<AdjustmentReason, ApiError> {
+    AdjustmentReason::parse(raw)
+        .filter(|r| !matches!(r, AdjustmentReason::Add | AdjustmentReason::Threshold))
+        .ok_or_else(|| {
+            ApiError::field(
+                field,
+                "must be one of CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION, OTHER",
+            )
+        })
+}
+
+/// A CSV body's lines: a header `productId,quantity[,expectedVersion]`, then one product per row.
+fn csv_lines(body: &[u8]) -> Result<Vec<CountRequestLine>, ApiError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
+    let header = reader
+        .headers()
+        .map_err(|e| ApiError::field("line 1", format!("cannot be read as CSV: {e}")))?
+        .clone();
+    let columns: Vec<&str> = header.iter().map(str::trim).collect();
+    if columns != ["productId", "quantity"] && columns != ["productId", "quantity", "expectedVersion"] {
+        return Err(ApiError::field(
+            "line 1",
+            format!(
+                "the header must be productId,quantity[,expectedVersion], got {}",
+                columns.join(",")
+            ),
+        ));
+    }
+    let mut lines = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let name = |field: &str| LineNames::Csv.name(index, field);
+        let record = record.map_err(|e| ApiError::field(name(""), format!("cannot be read as CSV: {e}")))?;
+        if record.len() != columns.len() {
+            return Err(ApiError::field(
+                name(""),
+                format!("has {} fields, the header {}", record.len(), columns.len()),
+            ));
+        }
+        let integer = |i: usize, field: &str| -> Result<Option<i64>, ApiError> {
+            let raw = record.get(i).unwrap_or_default().trim();
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            raw.parse()
+                .map(Some)
+                .map_err(|_| ApiError::field(name(field), format!("must be an integer, got {raw:?}")))
+        };
+        lines.push(CountRequestLine {
+            product_id: record.get(0).unwrap_or_default().to_owned(),
+            quantity: integer(1, "quantity")?.ok_or_else(|| ApiError::field(name("quantity"), "is missing"))?,
+            expected_version: if columns.len() == 3 {
+                integer(2, "expectedVersion")?
+            } else {
+                None
+            },
+        });
+        if lines.len() > MAX_COUNT_LINES {
+            break;
+        }
+    }
+    Ok(lines)
+}
+
+pub(crate) async fn count_stock<R: InventoryRepository, C: Clock>(
+    state: web::Data<ApiState<R, C>>,
+    request: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authorize(&state.auth, &request, &["ADMIN"]).await?;
+    let route = crate::openapi::route("POST", "/api/inventory/audits");
+    let (_, params) = listing_query(&query, route.query)?;
+    let dry_run = match params.get("dryRun").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("dryRun", "must be true or false")),
+    };
+    let raw = read_body_up_to(payload, crate::body::MAX_BULK_BODY_BYTES).await?;
+    let csv = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    let (reason, lines, names) = if csv {
+        let reason = params
+            .get("reason")
+            .ok_or_else(|| ApiError::field("reason", "a CSV count names its reason as a query parameter"))?;
+        (count_reason(reason, "reason")?, csv_lines(&raw)?, LineNames::Csv)
+    } else {
+        if params.contains_key("reason") {
+            return Err(ApiError::field("reason", "a JSON count names its reason in the body"));
+        }
+        let body: CountsRequest = crate::body::parse_up_to(&raw, crate::body::MAX_BULK_BODY_BYTES)?;
+        (count_reason(&body.reason, "reason")?, body.lines, LineNames::Json)
+    };
+    if lines.is_empty() || lines.len() > MAX_COUNT_LINES {
+        return Err(ApiError::field(
+            if csv { "body" } else { "lines" },
+            format!("must hold 1 to {MAX_COUNT_LINES} lines"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut counts = Vec::with_capacity(lines.len());
+    for (index, line) in lines.into_iter().enumerate() {
+        let product = product_id(&names.name(index, "productId"), line.product_id)?;
+        if !seen.insert(product.clone()) {
+            return Err(ApiError::field(
+                names.name(index, "productId"),
+                format!("{product} is counted twice"),
+            ));
+        }
+        let count = StockCount::new(line.quantity)
+            .map_err(|e| ApiError::field(names.name(index, "quantity"), e.to_string()))?;
+        counts.push(inventory_domain::CountLine {
+            product_id: product,
+            count,
+            expected_version: line.expected_version,
+        });
+    }
+    let once = idempotency(&request, &principal, &raw)?;
+    let counted = state
+        .service
+        .audit_many(&counts, reason, &Actor(principal.subject), dry_run, once.as_ref())
+        .await
+        .map_err(|e| match e {
+            inventory_domain::ServiceError::Line { index, source } => {
+                let inner = ApiError::from(*source);
+                ApiError::AtLine {
+                    line: crate::problem::FieldError {
+                        field: names.name(index, ""),
+                        message: inner.to_string(),
+                    },
+                    inner: Box::new(inner),
+                }
+            }
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::Ok().json(CountsResult {
+        dry_run,
+        reason: reason.as_str(),
+        lines: counted
+            .into_iter()
+            .map(|l| CountedView {
+                product_id: l.product_id.to_string(),
+                old_quantity: l.old_quantity,
+                new_quantity: l.new_quantity,
+                delta: i64::from(l.new_quantity) - i64::from(l.old_quantity),
+                reserved: l.reserved,
+                version: l.version,
+            })
+            .collect(),
+    }))
 }

@@ -45,6 +45,7 @@ pub fn routes<R: InventoryRepository + 'static, C: Clock + 'static>(cfg: &mut we
         let handler = match (route.method, route.path) {
             ("POST", "/api/inventory/add") => web::post().to(handlers::add_stock::<R, C>),
             ("POST", "/api/inventory/audit") => web::post().to(handlers::audit_stock::<R, C>),
+            ("POST", "/api/inventory/audits") => web::post().to(handlers::count_stock::<R, C>),
             ("POST", "/api/inventory/check") => web::post().to(handlers::check_availability::<R, C>),
             ("GET", "/api/inventory") => web::get().to(handlers::list_stock::<R, C>),
             ("GET", "/api/inventory/export") => web::get().to(handlers::export_stock::<R, C>),

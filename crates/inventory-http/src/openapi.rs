@@ -10,7 +10,8 @@ use utoipa::openapi::{
 };
 
 use crate::handlers::{
-    AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, StockListPage, StockView, ThresholdsRequest,
+    AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, CountRequestLine, CountedView, CountsRequest,
+    CountsResult, StockListPage, StockView, ThresholdsRequest,
 };
 use crate::problem::{FieldError, ProblemDoc};
 
@@ -67,6 +68,8 @@ pub enum Kind {
     Text(usize),
     /// An RFC 3339 date-time.
     DateTime,
+    /// `true` or `false`.
+    Boolean,
 }
 
 const fn param(name: &'static str, description: &'static str, kind: Kind) -> Param {
@@ -132,6 +135,22 @@ pub const API: &[Route] = &[
         ok: "StockView",
         errors: &[400, 401, 403, 404, 409, 413, 422, 503],
         query: &[],
+    },
+    Route {
+        method: "POST",
+        path: "/api/inventory/audits",
+        summary: "A bulk cycle count: up to 1,000 products' counts with one reason, all or none, in one \
+                  transaction; each line in the audit trail. JSON, or text/csv (productId,quantity[,expectedVersion] \
+                  with a header row, the reason as a query parameter); errors name the line. dryRun=true says what \
+                  would change and changes nothing. Honours Idempotency-Key.",
+        roles: &["ADMIN"],
+        body: Some("CountsRequest"),
+        ok: "CountsResult",
+        errors: &[400, 401, 403, 404, 409, 413, 422, 503],
+        query: &[
+            param("dryRun", "true: say what would change, change nothing", Kind::Boolean),
+            param("reason", "the reason, for a text/csv body", Kind::Text(32)),
+        ],
     },
     Route {
         method: "POST",
@@ -318,6 +337,7 @@ pub fn document() -> OpenApi {
                     .schema_type(Type::String)
                     .min_length(Some(1))
                     .max_length(Some(max)),
+                Kind::Boolean => ObjectBuilder::new().schema_type(Type::Boolean),
                 Kind::DateTime => ObjectBuilder::new().schema_type(Type::String).format(Some(
                     utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime),
                 )),
@@ -343,12 +363,20 @@ pub fn document() -> OpenApi {
             );
         }
         if let Some(body) = route.body {
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .required(Some(Required::True))
-                    .content("application/json", json_content(body))
-                    .build(),
-            ));
+            let mut request = RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/json", json_content(body));
+            if body == "CountsRequest" {
+                request = request.content(
+                    "text/csv",
+                    ContentBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String).description(Some(
+                            "productId,quantity[,expectedVersion] with a header row; the reason as a query parameter",
+                        ))))
+                        .build(),
+                );
+            }
+            op = op.request_body(Some(request.build()));
         }
         let ok = match route.ok {
             "text" | "csv" => ResponseBuilder::new().description("OK").content(
@@ -409,6 +437,10 @@ pub fn document() -> OpenApi {
         .schema_from::<AdjustmentPage>()
         .schema_from::<StockListPage>()
         .schema_from::<ThresholdsRequest>()
+        .schema_from::<CountsRequest>()
+        .schema_from::<CountRequestLine>()
+        .schema_from::<CountsResult>()
+        .schema_from::<CountedView>()
         .schema_from::<FieldError>()
         .schema("Problem", <ProblemDoc as utoipa::PartialSchema>::schema())
         .security_scheme(

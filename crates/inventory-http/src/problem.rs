@@ -89,6 +89,14 @@ pub enum ApiError {
     /// Wrong method for the route.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// One line of a bulk request was refused: the line's own error, naming the line.
+    #[error("{}: {inner}", .line.field)]
+    AtLine {
+        /// The line (`lines[3]`, or `line 5` of a CSV body) and the error's text.
+        line: FieldError,
+        /// The error the line met.
+        inner: Box<ApiError>,
+    },
 }
 
 impl ApiError {
@@ -103,6 +111,7 @@ impl ApiError {
     /// Stable machine code.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::AtLine { inner, .. } => inner.code(),
             Self::MalformedJson(_) => "MALFORMED_JSON",
             Self::Validation(_) => "VALIDATION_FAILED",
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
@@ -123,6 +132,7 @@ impl ApiError {
 
     fn title(&self) -> &'static str {
         match self {
+            Self::AtLine { inner, .. } => inner.title(),
             Self::MalformedJson(_) => "Malformed JSON",
             Self::Validation(_) => "Validation failed",
             Self::PayloadTooLarge(_) => "Payload too large",
@@ -157,6 +167,7 @@ struct Problem<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
+            Self::AtLine { inner, .. } => inner.status_code(),
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -183,6 +194,7 @@ impl ResponseError for ApiError {
             code,
             errors: match self {
                 Self::Validation(errors) => Some(errors),
+                Self::AtLine { line, .. } => Some(std::slice::from_ref(line)),
                 _ => None,
             },
         };

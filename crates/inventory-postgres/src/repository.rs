@@ -60,7 +60,17 @@ impl PgRepository {
         conn: &mut AsyncPgConnection,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, RepoError> {
-        type Row = (String, Uuid, String, i32, i32, i64, DateTime<Utc>, Option<i32>);
+        type Row = (
+            String,
+            Uuid,
+            String,
+            i32,
+            i32,
+            i64,
+            DateTime<Utc>,
+            Option<i32>,
+            Option<serde_json::Value>,
+        );
         let row: Option<Row> = idempotency_keys::table
             .filter(idempotency_keys::idempotency_key.eq(key))
             .select((
@@ -72,12 +82,14 @@ impl PgRepository {
                 idempotency_keys::version,
                 idempotency_keys::updated_at,
                 idempotency_keys::low_stock_threshold,
+                idempotency_keys::lines,
             ))
             .first(conn)
             .await
             .optional()
             .map_err(db_error)?;
-        let Some((fingerprint, id, product_id, quantity, reserved, version, updated_at, low_stock_threshold)) = row
+        let Some((fingerprint, id, product_id, quantity, reserved, version, updated_at, low_stock_threshold, lines)) =
+            row
         else {
             return Ok(None);
         };
@@ -98,6 +110,10 @@ impl PgRepository {
                 fingerprint,
             },
             result,
+            lines: lines
+                .map(|l| crate::rows::lines_from_json(&l))
+                .transpose()
+                .map_err(RepoError::failure)?,
         }))
     }
 

@@ -103,3 +103,40 @@ impl ReservationRow {
         ))
     }
 }
+
+/// A bulk count's answer as stored with its idempotency key.
+pub(crate) fn lines_to_json(lines: &[inventory_domain::CountedLine]) -> serde_json::Value {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "productId": l.product_id.as_str(),
+                "oldQuantity": l.old_quantity,
+                "newQuantity": l.new_quantity,
+                "reserved": l.reserved,
+                "version": l.version,
+            })
+        })
+        .collect()
+}
+
+/// A stored bulk count's answer, back.
+pub(crate) fn lines_from_json(value: &serde_json::Value) -> Result<Vec<inventory_domain::CountedLine>, String> {
+    let bad = || format!("a stored bulk count answer cannot be read: {value}");
+    let number = |l: &serde_json::Value, k: &str| l[k].as_i64().ok_or_else(bad);
+    let small = |l: &serde_json::Value, k: &str| number(l, k).and_then(|n| u32::try_from(n).map_err(|_| bad()));
+    value
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|l| {
+            Ok(inventory_domain::CountedLine {
+                product_id: ProductId::parse(l["productId"].as_str().ok_or_else(bad)?.to_owned()).map_err(|_| bad())?,
+                old_quantity: small(l, "oldQuantity")?,
+                new_quantity: small(l, "newQuantity")?,
+                reserved: small(l, "reserved")?,
+                version: number(l, "version")?,
+            })
+        })
+        .collect()
+}

@@ -80,6 +80,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         created_at -> Timestamptz,
         low_stock_threshold -> Nullable<Int4>,
+        lines -> Nullable<Jsonb>,
     }
 }
 

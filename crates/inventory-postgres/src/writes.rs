@@ -42,6 +42,7 @@ pub(crate) async fn write_changes(conn: &mut AsyncPgConnection, changes: &Change
             idempotency_keys::version.eq(inv.version()),
             idempotency_keys::updated_at.eq(inv.updated_at()),
             idempotency_keys::low_stock_threshold.eq(inv.low_stock_threshold().map(to_i32).transpose()?),
+            idempotency_keys::lines.eq(record.lines.as_deref().map(crate::rows::lines_to_json)),
         ));
         let future = insert.execute(&mut pipeline.conn());
         pipeline.push(future, None);
@@ -126,6 +127,7 @@ pub(crate) async fn add_units(conn: &mut AsyncPgConnection, addition: &StockAddi
         idempotency: addition.idempotency.as_ref().map(|request| IdempotencyRecord {
             request: request.clone(),
             result: inventory.clone(),
+            lines: None,
         }),
         outbox: addition.availability_events(&inventory),
         ..ChangeSet::default()

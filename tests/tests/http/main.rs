@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod contention;
+mod counts;
 mod jwks;
 mod listing;
 mod ops;
