@@ -75,6 +75,16 @@ impl TestDb {
         row.n
     }
 
+    /// The PostgreSQL adapter on this schema, with a pool of at most `max_size` connections.
+    pub fn repository(&self, max_size: u32) -> inventory_postgres::PgRepository {
+        let config = inventory_postgres::PoolConfig {
+            max_size,
+            min_idle: 1,
+            acquire_timeout: std::time::Duration::from_secs(10),
+        };
+        inventory_postgres::PgRepository::new(inventory_postgres::pool(&self.url, &config), &config)
+    }
+
     /// A connection in this schema.
     pub async fn conn(&self) -> AsyncPgConnection {
         admin(&self.url).await

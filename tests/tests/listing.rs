@@ -4,33 +4,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::SimpleAsyncConnection;
+use inventory_app::SystemClock;
 use inventory_domain::*;
-use inventory_postgres::{PgRepository, PoolConfig, pool};
+use inventory_postgres::PgRepository;
 use inventory_tests::db::TestDb;
 
-struct TokioClock;
-
-#[async_trait::async_trait]
-impl Clock for TokioClock {
-    fn now(&self) -> chrono::DateTime<Utc> {
-        Utc::now()
-    }
-    async fn sleep(&self, d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-}
-
 fn repo(db: &TestDb) -> PgRepository {
-    let config = PoolConfig {
-        max_size: 4,
-        min_idle: 1,
-        acquire_timeout: Duration::from_secs(10),
-    };
-    PgRepository::new(pool(&db.url, &config), &config)
+    db.repository(4)
 }
 
 fn pid(s: &str) -> ProductId {
@@ -55,7 +38,7 @@ async fn rows(db: &TestDb, rows: &[(&str, i32, i32)]) {
 
 /// Every page of a listing, followed to its end.
 async fn all_pages(
-    service: &InventoryService<PgRepository, TokioClock>,
+    service: &InventoryService<PgRepository, SystemClock>,
     filter: &StockFilter,
     limit: u32,
 ) -> Vec<String> {
@@ -89,7 +72,7 @@ async fn pages_follow_the_byte_order_of_ids_and_filters_hold() {
         ],
     )
     .await;
-    let service = InventoryService::new(Arc::new(repo(&db)), Arc::new(TokioClock), ServiceConfig::default());
+    let service = InventoryService::new(Arc::new(repo(&db)), Arc::new(SystemClock), ServiceConfig::default());
     let everything = all_pages(&service, &StockFilter::default(), 2).await;
     // Byte order of UTF-8: upper case before lower case, '%' < '\' < '_' < 'b', 'é' last.
     assert_eq!(everything, ["B-2", "a%x", "a\\z", "a_y", "ab", "b-1", "é-1"]);
@@ -170,7 +153,7 @@ async fn rows_written_between_pages_never_repeat_a_row_and_appear_when_after_the
     let db = TestDb::new().await;
     let ids: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
     rows(&db, &ids.iter().map(|p| (p.as_str(), 1, 0)).collect::<Vec<_>>()).await;
-    let service = InventoryService::new(Arc::new(repo(&db)), Arc::new(TokioClock), ServiceConfig::default());
+    let service = InventoryService::new(Arc::new(repo(&db)), Arc::new(SystemClock), ServiceConfig::default());
     let first = service.list_stock(StockFilter::default(), None, 10).await.unwrap();
     assert_eq!(first.next, Some(pid("k09")));
     // Meanwhile: a row before the cursor, one after it, and a change to a row already listed.
@@ -197,7 +180,7 @@ async fn rows_written_between_pages_never_repeat_a_row_and_appear_when_after_the
 }
 
 async fn all_pages_after(
-    service: &InventoryService<PgRepository, TokioClock>,
+    service: &InventoryService<PgRepository, SystemClock>,
     mut after: Option<ProductId>,
 ) -> Vec<String> {
     let mut ids = Vec::new();

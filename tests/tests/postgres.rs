@@ -6,38 +6,22 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::SimpleAsyncConnection;
+use inventory_app::SystemClock;
 use inventory_domain::*;
 use inventory_postgres::{PgRepository, PoolConfig, pool};
 use inventory_tests::db::TestDb;
 use uuid::Uuid;
 
-struct TokioClock;
-
-#[async_trait::async_trait]
-impl Clock for TokioClock {
-    fn now(&self) -> chrono::DateTime<Utc> {
-        Utc::now()
-    }
-    async fn sleep(&self, d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-}
-
 fn repo(db: &TestDb, max_size: u32) -> PgRepository {
-    let config = PoolConfig {
-        max_size,
-        min_idle: 1,
-        acquire_timeout: Duration::from_secs(10),
-    };
-    PgRepository::new(pool(&db.url, &config), &config)
+    db.repository(max_size)
 }
 
-fn service(repo: PgRepository, max_attempts: u32) -> InventoryService<PgRepository, TokioClock> {
+fn service(repo: PgRepository, max_attempts: u32) -> InventoryService<PgRepository, SystemClock> {
     let config = ServiceConfig {
         max_attempts,
         ..ServiceConfig::default()
     };
-    InventoryService::new(Arc::new(repo), Arc::new(TokioClock), config)
+    InventoryService::new(Arc::new(repo), Arc::new(SystemClock), config)
 }
 
 fn pid(s: &str) -> ProductId {

@@ -232,16 +232,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// Sets a product's physical count after a count or a correction.
-    pub fn audit_stock(
+    /// A product's slot for a manual change, checked against the version the caller saw.
+    fn stock_at(
         &mut self,
         product: &ProductId,
-        count: StockCount,
-        reason: AdjustmentReason,
-        actor: &Actor,
         expected_version: Option<i64>,
-    ) -> Result<(), AdjustError> {
-        let now = self.now;
+    ) -> Result<&mut Slot<Inventory>, AdjustError> {
         let slot = self
             .stock
             .get_mut(product)
@@ -252,6 +248,20 @@ impl Ledger {
                 return Err(AdjustError::VersionMismatch { expected, actual });
             }
         }
+        Ok(slot)
+    }
+
+    /// Sets a product's physical count after a count or a correction.
+    pub fn audit_stock(
+        &mut self,
+        product: &ProductId,
+        count: StockCount,
+        reason: AdjustmentReason,
+        actor: &Actor,
+        expected_version: Option<i64>,
+    ) -> Result<(), AdjustError> {
+        let now = self.now;
+        let slot = self.stock_at(product, expected_version)?;
         let old = slot.value.quantity();
         slot.value.audit(count, now)?;
         slot.dirty = true;
@@ -278,16 +288,7 @@ impl Ledger {
         expected_version: Option<i64>,
     ) -> Result<(), AdjustError> {
         let now = self.now;
-        let slot = self
-            .stock
-            .get_mut(product)
-            .ok_or_else(|| AdjustError::NotFound(product.clone()))?;
-        if let Some(expected) = expected_version {
-            let actual = slot.value.version();
-            if expected != actual {
-                return Err(AdjustError::VersionMismatch { expected, actual });
-            }
-        }
+        let slot = self.stock_at(product, expected_version)?;
         let show = |t: Option<u32>| t.map_or_else(|| "default".to_owned(), |t| t.to_string());
         let note = format!(
             "lowStockThreshold {} -> {}",

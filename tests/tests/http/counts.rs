@@ -7,18 +7,7 @@ use inventory_tests::http::{client, token};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{call, no_kafka, post};
-
-async fn add(app: &TestApp, admin: &str, product: &str, quantity: i64) {
-    let reply = post(
-        app,
-        "/api/inventory/add",
-        Some(admin),
-        &json!({"productId": product, "quantity": quantity}),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-}
+use crate::{add, call, no_kafka};
 
 async fn quantity(app: &TestApp, product: &str) -> i64 {
     call(app, Method::GET, &format!("/api/inventory/{product}"), None, None)

@@ -7,18 +7,7 @@ use inventory_tests::http::{client, token};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::{assert_problem, call, field_of, no_kafka, post};
-
-async fn add(app: &TestApp, admin: &str, product: &str, quantity: i64) {
-    let reply = post(
-        app,
-        "/api/inventory/add",
-        Some(admin),
-        &json!({"productId": product, "quantity": quantity}),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-}
+use crate::{add, assert_problem, call, field_of, no_kafka, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_carry_a_cursor_to_the_end_and_filters_apply() {

@@ -77,3 +77,10 @@ pub(crate) fn assert_problem(reply: &Reply, status: u16, code: &str) {
 pub(crate) fn field_of(reply: &Reply) -> String {
     reply.body["errors"][0]["field"].as_str().unwrap_or_default().to_owned()
 }
+
+/// Adds `quantity` units of `product` as `admin`; the answer must be 200.
+pub(crate) async fn add(app: &TestApp, admin: &str, product: &str, quantity: i64) {
+    let body = serde_json::json!({"productId": product, "quantity": quantity});
+    let reply = post(app, "/api/inventory/add", Some(admin), &body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+}
