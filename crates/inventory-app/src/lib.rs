@@ -225,7 +225,7 @@ impl Application {
             }
         }
         let state = ApiState {
-            service: service.clone(),
+            service: Arc::new(service.clone()),
             auth,
             readiness,
             metrics: Arc::new(move || handle.render()),

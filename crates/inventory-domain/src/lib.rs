@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod ports;
 pub mod reservation;
 pub mod service;
+pub mod usecases;
 pub mod values;
 
 pub use availability::{AvailabilityCause, AvailabilityConfig, AvailabilityKind, StockLevel};
@@ -29,4 +30,5 @@ pub use ports::{
 };
 pub use reservation::{Reservation, ReservationStatus};
 pub use service::{InventoryService, MAX_PAGE, MAX_SCAN, ServiceConfig, ServiceError, ServiceMetrics, StockPage};
+pub use usecases::StockUseCases;
 pub use values::{Actor, AdjustmentReason, IdError, OrderId, ProductId, Quantity, QuantityError, StockCount};

@@ -7,156 +7,27 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use inventory_domain::{
-    Actor, AdjustmentReason, AdjustmentRecord, Clock, IdempotentRequest, Inventory, InventoryRepository, ProductId,
-    Quantity, StockCount, StockFilter,
+    Actor, AdjustmentReason, IdempotentRequest, Inventory, ProductId, Quantity, StockCount, StockFilter,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::ApiState;
-use crate::auth::{Principal, authorize};
+use crate::auth::{AuthConfig, Principal, authorize};
 use crate::body::{MAX_BODY_BYTES, parse};
 use crate::problem::ApiError;
+use crate::routes::{self, Handler, Kind, Param};
+use crate::schemas::{
+    AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, CountRequestLine, CountedView, CountsRequest,
+    CountsResult, StockListPage, StockView, ThresholdsRequest,
+};
+
+/// Authorizes the caller for `handler`'s route: one of the roles the API table gives it.
+async fn allowed(auth: &AuthConfig, request: &HttpRequest, handler: Handler) -> Result<Principal, ApiError> {
+    let roles: Vec<&str> = routes::route(handler).roles.iter().map(|r| r.as_str()).collect();
+    authorize(auth, request, &roles).await
+}
 
 /// Most ids one availability check may ask about.
 pub const MAX_CHECK_IDS: usize = 1_000;
-
-/// A product's stock as the API shows it.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StockView {
-    /// Product.
-    pub product_id: String,
-    /// Physical units.
-    pub quantity: u32,
-    /// Units on hold.
-    pub reserved: u32,
-    /// `quantity - reserved`.
-    pub available: u32,
-    /// Optimistic-lock version; send it back as `expectedVersion`.
-    pub version: i64,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-    /// The product's own low-stock threshold; null: the configured default applies.
-    #[serde(default)]
-    pub low_stock_threshold: Option<u32>,
-}
-
-impl From<&Inventory> for StockView {
-    fn from(inv: &Inventory) -> Self {
-        Self {
-            product_id: inv.product_id().to_string(),
-            quantity: inv.quantity(),
-            reserved: inv.reserved(),
-            available: inv.available(),
-            version: inv.version(),
-            updated_at: inv.updated_at(),
-            low_stock_threshold: inv.low_stock_threshold(),
-        }
-    }
-}
-
-/// Units received for a product.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct AddRequest {
-    /// 1 to 64 printable characters.
-    #[schema(schema_with = crate::openapi::product_id_schema)]
-    product_id: String,
-    /// 1 to 1,000,000.
-    #[schema(minimum = 1, maximum = 1_000_000)]
-    #[serde(deserialize_with = "whole_number")]
-    quantity: i64,
-}
-
-/// A counted physical stock level.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct AuditRequest {
-    #[schema(schema_with = crate::openapi::product_id_schema)]
-    product_id: String,
-    /// The count, 0 or more; refused below what is reserved.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    #[serde(deserialize_with = "whole_number")]
-    quantity: i64,
-    /// CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION or OTHER.
-    #[schema(pattern = "^(CYCLE_COUNT|DAMAGED|SHRINKAGE|RECEIVED|CORRECTION|OTHER)$")]
-    reason: String,
-    /// The version the count was taken against; 409 when it moved on.
-    #[serde(default, deserialize_with = "optional_whole_number")]
-    expected_version: Option<i64>,
-}
-
-/// A product's thresholds (the whole set: a field left out is cleared).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct ThresholdsRequest {
-    /// Below this many available units (and above 0) the product is low on stock; null or absent:
-    /// the configured default (LOW_STOCK_THRESHOLD_DEFAULT) applies.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    #[serde(default, deserialize_with = "optional_whole_number")]
-    low_stock_threshold: Option<i64>,
-    /// The version the change was decided against; 409 when it moved on.
-    #[serde(default, deserialize_with = "optional_whole_number")]
-    expected_version: Option<i64>,
-}
-
-/// An integer, also when written with a zero fraction (`4.0`), as JSON Schema counts it.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let n = serde_json::Number::deserialize(d)?;
-    n.as_i64()
-        .or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        })
-        .ok_or_else(|| serde::de::Error::custom(format!("must be an integer, got {n}")))
-}
-
-fn optional_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Option::<serde_json::Number>::deserialize(d)?
-        .map(|n| whole_number(serde_json::Value::Number(n)).map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-/// One manual change of a count.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AdjustmentView {
-    id: i64,
-    product_id: String,
-    old_quantity: u32,
-    new_quantity: u32,
-    delta: i64,
-    reason: &'static str,
-    actor: String,
-    at: DateTime<Utc>,
-}
-
-impl From<&AdjustmentRecord> for AdjustmentView {
-    fn from(r: &AdjustmentRecord) -> Self {
-        let a = &r.adjustment;
-        Self {
-            id: r.id,
-            product_id: a.product_id.to_string(),
-            old_quantity: a.old_quantity,
-            new_quantity: a.new_quantity,
-            delta: a.delta(),
-            reason: a.reason.as_str(),
-            actor: a.actor.0.clone(),
-            at: a.at,
-        }
-    }
-}
-
-/// A page of the audit trail.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AdjustmentPage {
-    items: Vec<AdjustmentView>,
-    /// Pass as `before` for the next page; absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_before: Option<i64>,
-}
 
 fn product_id(field: &str, raw: String) -> Result<ProductId, ApiError> {
     ProductId::parse(raw).map_err(|e| ApiError::field(field, e.to_string()))
@@ -200,8 +71,8 @@ fn none_match(request: &HttpRequest, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-pub(crate) async fn get_stock<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn get_stock(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -209,7 +80,7 @@ pub(crate) async fn get_stock<R: InventoryRepository, C: Clock>(
     let product = product_id("productId", path.into_inner())?;
     let stock = state
         .service
-        .get_stock(&product)
+        .get_stock(product.clone())
         .await?
         .ok_or_else(|| ApiError::ProductNotFound(product.to_string()))?;
     let etag = stock_etag(&stock);
@@ -267,11 +138,12 @@ struct AdminWrite<T> {
 
 /// Authorizes `ROLE_ADMIN`, reads and parses the body, and binds any `Idempotency-Key` to it.
 async fn admin_write<T: serde::de::DeserializeOwned>(
-    auth: &crate::AuthConfig,
+    auth: &AuthConfig,
     request: &HttpRequest,
     payload: web::Payload,
+    handler: Handler,
 ) -> Result<AdminWrite<T>, ApiError> {
-    let principal = authorize(auth, request, &["ADMIN"]).await?;
+    let principal = allowed(auth, request, handler).await?;
     let raw = read_body(payload).await?;
     let body = parse(&raw)?;
     let once = idempotency(request, &principal, &raw)?;
@@ -282,28 +154,27 @@ async fn admin_write<T: serde::de::DeserializeOwned>(
     })
 }
 
-pub(crate) async fn add_stock<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn add_stock(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let AdminWrite { actor, body, once } = admin_write::<AddRequest>(&state.auth, &request, payload).await?;
+    let AdminWrite { actor, body, once } =
+        admin_write::<AddRequest>(&state.auth, &request, payload, Handler::AddStock).await?;
     let product = product_id("productId", body.product_id)?;
     let amount = Quantity::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     // No turn to take: an add is one increment in the store, and adds never conflict.
-    let stock = state
-        .service
-        .add_stock_once(&product, amount, &actor, once.as_ref())
-        .await?;
+    let stock = state.service.add_stock(product, amount, actor, once).await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
 
-pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn audit_stock(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let AdminWrite { actor, body, once } = admin_write::<AuditRequest>(&state.auth, &request, payload).await?;
+    let AdminWrite { actor, body, once } =
+        admin_write::<AuditRequest>(&state.auth, &request, payload, Handler::AuditStock).await?;
     let product = product_id("productId", body.product_id)?;
     let count = StockCount::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     let reason = AdjustmentReason::parse(&body.reason)
@@ -317,18 +188,19 @@ pub(crate) async fn audit_stock<R: InventoryRepository, C: Clock>(
     let _turn = state.writes.lock(product.as_str()).await;
     let stock = state
         .service
-        .audit_stock_once(&product, count, reason, &actor, body.expected_version, once.as_ref())
+        .audit_stock(product.clone(), count, reason, actor, body.expected_version, once)
         .await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
 
-pub(crate) async fn set_thresholds<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn set_thresholds(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let AdminWrite { actor, body, once } = admin_write::<ThresholdsRequest>(&state.auth, &request, payload).await?;
+    let AdminWrite { actor, body, once } =
+        admin_write::<ThresholdsRequest>(&state.auth, &request, payload, Handler::SetThresholds).await?;
     let product = product_id("productId", path.into_inner())?;
     let threshold = body
         .low_stock_threshold
@@ -344,7 +216,7 @@ pub(crate) async fn set_thresholds<R: InventoryRepository, C: Clock>(
     let _turn = state.writes.lock(product.as_str()).await;
     let stock = state
         .service
-        .set_low_stock_threshold_once(&product, threshold, &actor, body.expected_version, once.as_ref())
+        .set_low_stock_threshold(product.clone(), threshold, actor, body.expected_version, once)
         .await?;
     Ok(HttpResponse::Ok().json(StockView::from(&stock)))
 }
@@ -352,12 +224,12 @@ pub(crate) async fn set_thresholds<R: InventoryRepository, C: Clock>(
 /// Highest low-stock threshold accepted.
 pub const MAX_THRESHOLD: u32 = 1_000_000_000;
 
-pub(crate) async fn check_availability<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn check_availability(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state.auth, &request, &["SYSTEM", "ADMIN"]).await?;
+    allowed(&state.auth, &request, Handler::CheckAvailability).await?;
     let ids: Vec<String> = parse(&read_body(payload).await?)?;
     if ids.is_empty() || ids.len() > MAX_CHECK_IDS {
         return Err(ApiError::field(
@@ -370,18 +242,18 @@ pub(crate) async fn check_availability<R: InventoryRepository, C: Clock>(
         .enumerate()
         .map(|(i, id)| product_id(&format!("[{i}]"), id))
         .collect::<Result<Vec<_>, _>>()?;
-    let available = state.service.availability(&products).await?;
+    let available = state.service.availability(products).await?;
     let body: HashMap<&str, u32> = available.iter().map(|(p, n)| (p.as_str(), *n)).collect();
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub(crate) async fn adjustments<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn adjustments(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state.auth, &request, &["ADMIN"]).await?;
+    allowed(&state.auth, &request, Handler::Adjustments).await?;
     let product = product_id("productId", path.into_inner())?;
     let number = |name: &str, min: i64, max: i64| -> Result<Option<i64>, ApiError> {
         query
@@ -396,10 +268,10 @@ pub(crate) async fn adjustments<R: InventoryRepository, C: Clock>(
     };
     let limit = number("limit", 1, 500)?.unwrap_or(50);
     let before = number("before", 1, i64::MAX)?;
-    if state.service.get_stock(&product).await?.is_none() {
+    if state.service.get_stock(product.clone()).await?.is_none() {
         return Err(ApiError::ProductNotFound(product.to_string()));
     }
-    let rows = state.service.adjustments(&product, limit, before).await?;
+    let rows = state.service.adjustments(product, limit, before).await?;
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
@@ -407,17 +279,6 @@ pub(crate) async fn adjustments<R: InventoryRepository, C: Clock>(
         items: rows.iter().map(AdjustmentView::from).collect(),
         next_before,
     }))
-}
-
-/// A page of a stock listing.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StockListPage {
-    /// The rows, in product-id order.
-    pub items: Vec<StockView>,
-    /// Pass as `cursor` for the next page; absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
 }
 
 /// A cursor is opaque to clients: a version tag and the product id's bytes in hex.
@@ -454,9 +315,8 @@ fn decode_cursor(raw: &str) -> Result<ProductId, ApiError> {
 /// Reads a listing's query: only the parameters `allowed` names, each checked, named when wrong.
 fn listing_query(
     query: &HashMap<String, String>,
-    allowed: &[crate::openapi::Param],
+    allowed: &[Param],
 ) -> Result<(StockFilter, HashMap<&'static str, String>), ApiError> {
-    use crate::openapi::Kind;
     let mut values: HashMap<&'static str, String> = HashMap::new();
     for (name, raw) in query {
         let param = allowed.iter().find(|p| p.name == name).ok_or_else(|| {
@@ -504,13 +364,13 @@ fn listing_query(
     Ok((filter, values))
 }
 
-pub(crate) async fn list_stock<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn list_stock(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state.auth, &request, &["ADMIN", "SYSTEM"]).await?;
-    let route = crate::openapi::route("GET", "/api/inventory");
+    allowed(&state.auth, &request, Handler::ListStock).await?;
+    let route = routes::route(Handler::ListStock);
     let (filter, values) = listing_query(&query, route.query)?;
     let limit = values.get("limit").and_then(|v| v.parse().ok()).unwrap_or(50);
     let after = values.get("cursor").map(|c| decode_cursor(c)).transpose()?;
@@ -535,13 +395,13 @@ fn csv_field(out: &mut String, field: &str) {
 /// The CSV header of an export.
 pub const EXPORT_HEADER: &str = "productId,quantity,reserved,available,version,updatedAt\r\n";
 
-pub(crate) async fn export_stock<R: InventoryRepository + 'static, C: Clock + 'static>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn export_stock(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state.auth, &request, &["ADMIN", "SYSTEM"]).await?;
-    let route = crate::openapi::route("GET", "/api/inventory/export");
+    allowed(&state.auth, &request, Handler::ExportStock).await?;
+    let route = routes::route(Handler::ExportStock);
     let (filter, _) = listing_query(&query, route.query)?;
     // The first page is read before answering, so an unavailable store is a 503, not a cut stream.
     let first = state
@@ -593,58 +453,6 @@ pub(crate) async fn export_stock<R: InventoryRepository + 'static, C: Clock + 's
 
 /// Most lines one bulk count may hold.
 pub const MAX_COUNT_LINES: usize = 1_000;
-
-/// A bulk cycle count in JSON.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct CountsRequest {
-    /// CYCLE_COUNT, DAMAGED, SHRINKAGE, RECEIVED, CORRECTION or OTHER, for every line.
-    #[schema(pattern = "^(CYCLE_COUNT|DAMAGED|SHRINKAGE|RECEIVED|CORRECTION|OTHER)$")]
-    reason: String,
-    /// 1 to 1,000 lines, one per product.
-    #[schema(min_items = 1, max_items = 1000)]
-    lines: Vec<CountRequestLine>,
-}
-
-/// One counted product.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct CountRequestLine {
-    #[schema(schema_with = crate::openapi::product_id_schema)]
-    product_id: String,
-    /// The count, 0 or more; refused below what is reserved.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    #[serde(deserialize_with = "whole_number")]
-    quantity: i64,
-    /// The version the count was taken against; 409 when it moved on.
-    #[serde(default, deserialize_with = "optional_whole_number")]
-    expected_version: Option<i64>,
-}
-
-/// What a bulk count did, or would do in a dry run.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CountsResult {
-    /// Nothing was changed.
-    dry_run: bool,
-    /// The reason every line was counted with.
-    reason: &'static str,
-    /// One per line, in the request's order.
-    lines: Vec<CountedView>,
-}
-
-/// One product's count.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CountedView {
-    product_id: String,
-    old_quantity: u32,
-    new_quantity: u32,
-    delta: i64,
-    reserved: u32,
-    /// The version after (in a dry run: as it is now).
-    version: i64,
-}
 
 /// How a line is named in errors: its JSON path, or its line number in a CSV body.
 #[derive(Clone, Copy)]
@@ -728,14 +536,14 @@ fn csv_lines(body: &[u8]) -> Result<Vec<CountRequestLine>, ApiError> {
     Ok(lines)
 }
 
-pub(crate) async fn count_stock<R: InventoryRepository, C: Clock>(
-    state: web::Data<ApiState<R, C>>,
+pub(crate) async fn count_stock(
+    state: web::Data<ApiState>,
     request: HttpRequest,
     query: web::Query<HashMap<String, String>>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authorize(&state.auth, &request, &["ADMIN"]).await?;
-    let route = crate::openapi::route("POST", "/api/inventory/audits");
+    let principal = allowed(&state.auth, &request, Handler::CountStock).await?;
+    let route = routes::route(Handler::CountStock);
     let (_, params) = listing_query(&query, route.query)?;
     let dry_run = match params.get("dryRun").map(String::as_str) {
         None | Some("false") => false,
@@ -787,7 +595,7 @@ pub(crate) async fn count_stock<R: InventoryRepository, C: Clock>(
     let once = idempotency(&request, &principal, &raw)?;
     let counted = state
         .service
-        .audit_many(&counts, reason, &Actor(principal.subject), dry_run, once.as_ref())
+        .audit_many(counts, reason, Actor(principal.subject), dry_run, once)
         .await
         .map_err(|e| match e {
             inventory_domain::ServiceError::Line { index, source } => {

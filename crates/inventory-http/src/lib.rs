@@ -9,6 +9,8 @@ pub mod locks;
 pub mod openapi;
 mod ops;
 pub mod problem;
+pub mod routes;
+pub mod schemas;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -16,19 +18,20 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use inventory_domain::{Clock, InventoryRepository, InventoryService};
+use inventory_domain::StockUseCases;
 
 pub use auth::{AuthConfig, Principal};
-pub use handlers::{MAX_CHECK_IDS, StockView};
+pub use handlers::MAX_CHECK_IDS;
 pub use jwks::{Jwks, JwksSource};
-pub use openapi::{API, Kind, Param, Route};
 pub use ops::{Readiness, RenderMetrics};
 pub use problem::ApiError;
+pub use routes::{API, Handler, Kind, Param, Role, Route};
+pub use schemas::StockView;
 
 /// What the handlers share.
-pub struct ApiState<R, C> {
+pub struct ApiState {
     /// The use cases.
-    pub service: InventoryService<R, C>,
+    pub service: Arc<dyn StockUseCases>,
     /// Token verification.
     pub auth: AuthConfig,
     /// Dependencies checked by `/health/ready`.
@@ -39,36 +42,42 @@ pub struct ApiState<R, C> {
     pub writes: Arc<locks::ProductLocks>,
 }
 
-/// Registers every route of [`openapi::API`], in its order, and nothing else.
-pub fn routes<R: InventoryRepository + 'static, C: Clock + 'static>(cfg: &mut web::ServiceConfig) {
-    for route in openapi::API {
-        let handler = match (route.method, route.path) {
-            ("POST", "/api/inventory/add") => web::post().to(handlers::add_stock::<R, C>),
-            ("POST", "/api/inventory/audit") => web::post().to(handlers::audit_stock::<R, C>),
-            ("POST", "/api/inventory/audits") => web::post().to(handlers::count_stock::<R, C>),
-            ("POST", "/api/inventory/check") => web::post().to(handlers::check_availability::<R, C>),
-            ("GET", "/api/inventory") => web::get().to(handlers::list_stock::<R, C>),
-            ("GET", "/api/inventory/export") => web::get().to(handlers::export_stock::<R, C>),
-            ("PUT", "/api/inventory/{productId}/thresholds") => web::put().to(handlers::set_thresholds::<R, C>),
-            ("GET", "/api/inventory/{productId}/adjustments") => web::get().to(handlers::adjustments::<R, C>),
-            ("GET", "/api/inventory/{productId}") => web::get().to(handlers::get_stock::<R, C>),
-            ("GET", "/health/live") => web::get().to(ops::live),
-            ("GET", "/health/ready") => web::get().to(ops::ready::<R, C>),
-            ("GET", "/metrics") => web::get().to(ops::metrics::<R, C>),
-            ("GET", "/api-docs/openapi.json") => web::get().to(ops::openapi),
-            (method, path) => panic!("the API table lists {method} {path}, which has no handler"),
+/// Registers every route of [`routes::API`], in its order, and nothing else.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use routes::Handler;
+    for route in routes::API {
+        let to = match route.handler {
+            Handler::AddStock => web::to(handlers::add_stock),
+            Handler::AuditStock => web::to(handlers::audit_stock),
+            Handler::CountStock => web::to(handlers::count_stock),
+            Handler::CheckAvailability => web::to(handlers::check_availability),
+            Handler::ListStock => web::to(handlers::list_stock),
+            Handler::ExportStock => web::to(handlers::export_stock),
+            Handler::SetThresholds => web::to(handlers::set_thresholds),
+            Handler::Adjustments => web::to(handlers::adjustments),
+            Handler::GetStock => web::to(handlers::get_stock),
+            Handler::Live => web::to(ops::live),
+            Handler::Ready => web::to(ops::ready),
+            Handler::Metrics => web::to(ops::metrics),
+            Handler::OpenApi => web::to(ops::openapi),
         };
+        let method = actix_web::http::Method::from_bytes(route.method.as_bytes())
+            .unwrap_or_else(|_| panic!("the API table lists the method {}", route.method));
         let allow = route.method;
         let not_allowed = web::to(move || ops::method_not_allowed(allow));
-        cfg.service(web::resource(route.path).route(handler).default_service(not_allowed));
+        cfg.service(
+            web::resource(route.path)
+                .route(to.method(method))
+                .default_service(not_allowed),
+        );
     }
 }
 
 /// Builds the server on a bound listener, and on an operations listener for
 /// `/metrics` and health when one is given (then `/metrics` is served there
 /// only); signals are the caller's to handle.
-pub fn server<R: InventoryRepository + 'static, C: Clock + 'static>(
-    state: ApiState<R, C>,
+pub fn server(
+    state: ApiState,
     listener: TcpListener,
     ops: Option<TcpListener>,
     workers: usize,
@@ -89,7 +98,7 @@ pub fn server<R: InventoryRepository + 'static, C: Clock + 'static>(
             )
             .wrap(from_fn(ops::split_listeners))
             .wrap(from_fn(ops::observe))
-            .configure(routes::<R, C>)
+            .configure(routes)
             .default_service(web::to(ops::not_found))
     })
     .workers(workers)

@@ -9,7 +9,6 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
-use inventory_domain::{Clock, InventoryRepository};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
 use serde_json::json;
@@ -41,7 +40,7 @@ fn usable_request_id(value: &HeaderValue) -> Option<String> {
 /// routes come before `{productId}` ones there, as actix matches them). `match_pattern` would give
 /// the same, but it runs the router's regexes again for every request: 17 % of a GET's CPU.
 pub(crate) fn route_of(path: &str) -> &'static str {
-    crate::openapi::API
+    crate::routes::API
         .iter()
         .map(|r| r.path)
         .find(|pattern| {
@@ -159,13 +158,12 @@ pub(crate) async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "UP"}))
 }
 
-pub(crate) async fn ready<R: InventoryRepository, C: Clock>(state: web::Data<ApiState<R, C>>) -> HttpResponse {
+pub(crate) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let mut checks = serde_json::Map::new();
     let mut reasons = serde_json::Map::new();
     let database = state
         .service
-        .repository()
-        .ping()
+        .ping_store()
         .await
         .map_err(|e| inventory_domain::ErrorChain(&e).to_string());
     let mut up = true;
@@ -189,7 +187,7 @@ pub(crate) async fn ready<R: InventoryRepository, C: Clock>(state: web::Data<Api
     }
 }
 
-pub(crate) async fn metrics<R: InventoryRepository, C: Clock>(state: web::Data<ApiState<R, C>>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body((state.metrics)())
