@@ -159,7 +159,8 @@ fuzz-api: stack-up
     command -v st >/dev/null || pip install --quiet schemathesis
     export JWT_SECRET="${JWT_SECRET:-$(just --quiet _dev-secret)}"
     cargo build --release -p inventory-app
-    HTTP_ADDR=127.0.0.1:18181 ./target/release/inventory-app serve & pid=$!
+    # The development database may have been emptied (the benchmark resets it): migrate first.
+    MIGRATE_ON_START=true HTTP_ADDR=127.0.0.1:18181 ./target/release/inventory-app serve & pid=$!
     trap 'kill $pid' EXIT
     for _ in $(seq 50); do curl -sf http://127.0.0.1:18181/health/live >/dev/null && break; sleep 0.2; done
     token="$(./target/release/inventory-app token --role ADMIN --role SYSTEM)"
