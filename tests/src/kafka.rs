@@ -300,6 +300,19 @@ impl Reader {
         }
     }
 
+    /// The next record about an order (an outcome or a release), skipping the availability
+    /// events keyed by product that come between them.
+    pub async fn next_outcome(&self, timeout: Duration, what: &str) -> Received {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = self.next(left, what).await;
+            if !r.value["orderId"].is_null() || r.value["productId"].is_null() {
+                return r;
+            }
+        }
+    }
+
     /// The next `n` records.
     pub async fn take(&self, n: usize, timeout: Duration, what: &str) -> Vec<Received> {
         let mut out = Vec::with_capacity(n);

@@ -100,7 +100,7 @@ async fn outcomes_wait_in_the_outbox_while_too_few_replicas_are_in_sync_and_none
     let outcomes = Reader::on(&bootstrap, &topics.inventory);
     send_json(&producer, &topics.orders, &order_created("isr-warm", &[("isr-p", 1)])).await;
     outcomes
-        .next(Duration::from_secs(90), "the warm-up order's outcome")
+        .next_outcome(Duration::from_secs(90), "the warm-up order's outcome")
         .await;
 
     // Three in-sync replicas required, two up.
@@ -141,7 +141,7 @@ async fn outcomes_wait_in_the_outbox_while_too_few_replicas_are_in_sync_and_none
     while answered.len() < orders.len() {
         let left = Duration::from_secs(120).saturating_sub(restarted.elapsed());
         let r = outcomes
-            .next(left, "the held outcomes after the replicas returned")
+            .next_outcome(left, "the held outcomes after the replicas returned")
             .await;
         let order = r.value["orderId"].as_str().unwrap_or_default().to_owned();
         if orders.contains(&order) {

@@ -156,7 +156,7 @@ async fn interrupted_mid_stream(stop: Stop) {
     let mut child = start(&db, &topics);
     while seen.len() < orders {
         let r = outcomes
-            .next(
+            .next_outcome(
                 Duration::from_secs(90),
                 &format!("outcomes after the restart ({} of {orders})", seen.len()),
             )

@@ -179,7 +179,7 @@ async fn migrates_and_serves_over_verify_full_and_refuses_what_it_cannot_trust()
     )
     .await;
     let outcome = Reader::new(&topics.inventory)
-        .next(Duration::from_secs(60), "the order's outcome over TLS")
+        .next_outcome(Duration::from_secs(60), "the order's outcome over TLS")
         .await;
     assert_eq!(
         outcome.value["eventType"], "InventoryReservedEvent",

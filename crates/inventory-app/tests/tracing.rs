@@ -172,7 +172,7 @@ async fn one_order_is_one_trace_from_consumed_record_to_published_outcome() {
     .await;
 
     let outcome = Reader::new(&topics.inventory)
-        .next(Duration::from_secs(60), "the order's outcome")
+        .next_outcome(Duration::from_secs(60), "the order's outcome")
         .await;
     assert_eq!(
         outcome.value["eventType"], "InventoryReservedEvent",

@@ -200,6 +200,9 @@ pub struct Availability {
     /// Who, for a manual change (the token's subject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The request of a manual change (its `X-Request-Id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// What changed a product's availability.
@@ -265,6 +268,7 @@ pub fn availability(event: &OutboxEvent, change: &AvailabilityChange) -> Availab
         low_stock_threshold: change.low_stock_threshold,
         cause: change.cause.into(),
         actor: change.actor.clone(),
+        request_id: change.request_id.clone(),
     };
     match change.kind {
         AvailabilityKind::LowStock => AvailabilityEvent::LowStock(body),

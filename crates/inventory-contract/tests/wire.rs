@@ -192,6 +192,7 @@ fn availability_events_are_keyed_by_product_and_match_their_schemas() {
                 low_stock_threshold: Some(4),
                 cause: AvailabilityCause::OrderReserved,
                 actor: None,
+                request_id: None,
             }),
             false,
         );

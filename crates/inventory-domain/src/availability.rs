@@ -151,6 +151,8 @@ pub struct Caused {
     pub meta: Option<EventMeta>,
     /// Who, for a manual change.
     pub actor: Option<Actor>,
+    /// The request behind a manual change, when it had an id.
+    pub request_id: Option<String>,
 }
 
 /// The outbox events that take a reader from `before` to the level of `after`.
@@ -183,6 +185,7 @@ pub fn change_events(
                 low_stock_threshold: after.low_stock_threshold().or(default),
                 cause: caused.cause,
                 actor: caused.actor.as_ref().map(|a| a.0.clone()),
+                request_id: caused.request_id.clone(),
             }),
             numeric_order_id: false,
             headers: Vec::new(),

@@ -285,6 +285,8 @@ pub struct AvailabilityChange {
     pub cause: AvailabilityCause,
     /// Who, for a manual change.
     pub actor: Option<String>,
+    /// The request behind a manual change, when it had an id.
+    pub request_id: Option<String>,
 }
 
 impl InventoryEvent {

@@ -128,6 +128,8 @@ pub struct Ledger {
     loaded: HashMap<ProductId, Inventory>,
     /// The last change of each product's available units, and who or what made it.
     causes: HashMap<ProductId, Caused>,
+    /// The request the manual changes of this unit of work came in.
+    request_id: Option<String>,
 }
 
 impl Ledger {
@@ -146,6 +148,7 @@ impl Ledger {
             availability: AvailabilityConfig::default(),
             loaded,
             causes: HashMap::new(),
+            request_id: None,
             stock: snapshot
                 .stock
                 .into_iter()
@@ -177,6 +180,12 @@ impl Ledger {
         self
     }
 
+    /// The manual changes that follow came in this request (its id goes on their availability
+    /// events).
+    pub fn on_request(&mut self, request_id: Option<String>) {
+        self.request_id = request_id;
+    }
+
     fn caused(
         &mut self,
         product: &ProductId,
@@ -184,12 +193,14 @@ impl Ledger {
         meta: Option<&EventMeta>,
         actor: Option<&Actor>,
     ) {
+        let request_id = actor.and(self.request_id.clone());
         self.causes.insert(
             product.clone(),
             Caused {
                 cause: kind,
                 meta: meta.cloned(),
                 actor: actor.cloned(),
+                request_id,
             },
         );
     }
@@ -593,6 +604,7 @@ impl Ledger {
                 cause: AvailabilityCause::StockAudited,
                 meta: None,
                 actor: None,
+                request_id: None,
             });
             events.extend(change_events(before, &slot.value, config, &caused, self.now));
         }

@@ -31,4 +31,4 @@ pub use ports::{
 pub use reservation::{Reservation, ReservationStatus};
 pub use service::{InventoryService, MAX_PAGE, MAX_SCAN, ServiceConfig, ServiceError, ServiceMetrics, StockPage};
 pub use usecases::StockUseCases;
-pub use values::{Actor, AdjustmentReason, IdError, OrderId, ProductId, Quantity, QuantityError, StockCount};
+pub use values::{Actor, AdjustmentReason, Caller, IdError, OrderId, ProductId, Quantity, QuantityError, StockCount};

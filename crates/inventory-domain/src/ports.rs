@@ -244,6 +244,8 @@ pub struct StockAddition {
     pub idempotency: Option<IdempotentRequest>,
     /// Whether it emits availability events, and the default threshold.
     pub availability: AvailabilityConfig,
+    /// The request it came in, for its availability events.
+    pub request_id: Option<String>,
 }
 
 impl StockAddition {
@@ -263,6 +265,7 @@ impl StockAddition {
             cause: AvailabilityCause::StockAdded,
             meta: None,
             actor: Some(self.actor.clone()),
+            request_id: self.request_id.clone(),
         };
         change_events(before, after, self.availability, &caused, self.at)
     }

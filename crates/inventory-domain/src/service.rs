@@ -16,7 +16,7 @@ use crate::ports::{
     AddOutcome, AdjustmentRecord, ChangeSet, Clock, CountLine, CountedLine, IdempotencyRecord, IdempotentRequest,
     InventoryRepository, LoadRequest, RepoError, StockAddition, StockFilter, StockListing, StockScan,
 };
-use crate::values::{Actor, AdjustmentReason, ProductId, Quantity, StockCount};
+use crate::values::{Actor, AdjustmentReason, Caller, ProductId, Quantity, StockCount};
 
 /// How conflicts are retried and how long holds last.
 #[derive(Debug, Clone)]
@@ -265,13 +265,15 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         &self,
         product: &ProductId,
         amount: Quantity,
-        actor: &Actor,
+        caller: impl Into<Caller>,
         idempotency: Option<&IdempotentRequest>,
     ) -> Result<Inventory, ServiceError> {
+        let caller = caller.into();
         let addition = StockAddition {
             product_id: product.clone(),
             amount,
-            actor: actor.clone(),
+            actor: caller.actor,
+            request_id: caller.request_id,
             at: self.clock.now(),
             new_id: uuid::Uuid::now_v7(),
             max_quantity: StockCount::MAX,
@@ -318,12 +320,14 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         product: &ProductId,
         count: StockCount,
         reason: AdjustmentReason,
-        actor: &Actor,
+        caller: impl Into<Caller>,
         expected_version: Option<i64>,
         idempotency: Option<&IdempotentRequest>,
     ) -> Result<Inventory, ServiceError> {
+        let caller = caller.into();
         self.manual_change(product, idempotency, |ledger| {
-            Ok(ledger.audit_stock(product, count, reason, actor, expected_version)?)
+            ledger.on_request(caller.request_id.clone());
+            Ok(ledger.audit_stock(product, count, reason, &caller.actor, expected_version)?)
         })
         .await
     }
@@ -334,12 +338,14 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         &self,
         product: &ProductId,
         threshold: Option<u32>,
-        actor: &Actor,
+        caller: impl Into<Caller>,
         expected_version: Option<i64>,
         idempotency: Option<&IdempotentRequest>,
     ) -> Result<Inventory, ServiceError> {
+        let caller = caller.into();
         self.manual_change(product, idempotency, |ledger| {
-            Ok(ledger.set_low_stock_threshold(product, threshold, actor, expected_version)?)
+            ledger.on_request(caller.request_id.clone());
+            Ok(ledger.set_low_stock_threshold(product, threshold, &caller.actor, expected_version)?)
         })
         .await
     }
@@ -352,16 +358,19 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         &self,
         lines: &[CountLine],
         reason: AdjustmentReason,
-        actor: &Actor,
+        caller: impl Into<Caller>,
         dry_run: bool,
         idempotency: Option<&IdempotentRequest>,
     ) -> Result<Vec<CountedLine>, ServiceError> {
+        let caller = caller.into();
+        let actor = &caller.actor;
         let request = LoadRequest {
             products: lines.iter().map(|l| l.product_id.clone()).collect(),
             idempotency_key: idempotency.filter(|_| !dry_run).map(|i| i.key.clone()),
             ..LoadRequest::default()
         };
         let count_all = |ledger: &mut Ledger| -> Result<Vec<CountedLine>, ServiceError> {
+            ledger.on_request(caller.request_id.clone());
             lines
                 .iter()
                 .enumerate()

@@ -11,7 +11,7 @@ use crate::ports::{
     AdjustmentRecord, Clock, CountLine, CountedLine, IdempotentRequest, InventoryRepository, RepoError, StockFilter,
 };
 use crate::service::{InventoryService, ServiceError, StockPage};
-use crate::values::{Actor, AdjustmentReason, ProductId, Quantity, StockCount};
+use crate::values::{AdjustmentReason, Caller, ProductId, Quantity, StockCount};
 
 /// What the REST API asks of the inventory. Arguments are owned where a mock needs them so.
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -28,7 +28,7 @@ pub trait StockUseCases: Send + Sync {
         &self,
         product: ProductId,
         amount: Quantity,
-        actor: Actor,
+        caller: Caller,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Inventory, ServiceError>;
     /// Sets the counted physical stock.
@@ -37,7 +37,7 @@ pub trait StockUseCases: Send + Sync {
         product: ProductId,
         count: StockCount,
         reason: AdjustmentReason,
-        actor: Actor,
+        caller: Caller,
         expected_version: Option<i64>,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Inventory, ServiceError>;
@@ -46,7 +46,7 @@ pub trait StockUseCases: Send + Sync {
         &self,
         product: ProductId,
         threshold: Option<u32>,
-        actor: Actor,
+        caller: Caller,
         expected_version: Option<i64>,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Inventory, ServiceError>;
@@ -69,7 +69,7 @@ pub trait StockUseCases: Send + Sync {
         &self,
         lines: Vec<CountLine>,
         reason: AdjustmentReason,
-        actor: Actor,
+        caller: Caller,
         dry_run: bool,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Vec<CountedLine>, ServiceError>;
@@ -90,10 +90,10 @@ impl<R: InventoryRepository, C: Clock> StockUseCases for InventoryService<R, C> 
         &self,
         product: ProductId,
         amount: Quantity,
-        actor: Actor,
+        caller: Caller,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Inventory, ServiceError> {
-        self.add_stock_once(&product, amount, &actor, idempotency.as_ref())
+        self.add_stock_once(&product, amount, caller, idempotency.as_ref())
             .await
     }
     async fn audit_stock(
@@ -101,22 +101,22 @@ impl<R: InventoryRepository, C: Clock> StockUseCases for InventoryService<R, C> 
         product: ProductId,
         count: StockCount,
         reason: AdjustmentReason,
-        actor: Actor,
+        caller: Caller,
         expected_version: Option<i64>,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Inventory, ServiceError> {
-        self.audit_stock_once(&product, count, reason, &actor, expected_version, idempotency.as_ref())
+        self.audit_stock_once(&product, count, reason, caller, expected_version, idempotency.as_ref())
             .await
     }
     async fn set_low_stock_threshold(
         &self,
         product: ProductId,
         threshold: Option<u32>,
-        actor: Actor,
+        caller: Caller,
         expected_version: Option<i64>,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Inventory, ServiceError> {
-        self.set_low_stock_threshold_once(&product, threshold, &actor, expected_version, idempotency.as_ref())
+        self.set_low_stock_threshold_once(&product, threshold, caller, expected_version, idempotency.as_ref())
             .await
     }
     async fn adjustments(
@@ -139,10 +139,10 @@ impl<R: InventoryRepository, C: Clock> StockUseCases for InventoryService<R, C> 
         &self,
         lines: Vec<CountLine>,
         reason: AdjustmentReason,
-        actor: Actor,
+        caller: Caller,
         dry_run: bool,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Vec<CountedLine>, ServiceError> {
-        InventoryService::audit_many(self, &lines, reason, &actor, dry_run, idempotency.as_ref()).await
+        InventoryService::audit_many(self, &lines, reason, caller, dry_run, idempotency.as_ref()).await
     }
 }

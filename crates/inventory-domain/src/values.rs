@@ -232,6 +232,31 @@ impl AdjustmentReason {
 #[serde(transparent)]
 pub struct Actor(pub String);
 
+/// Who asks for a manual change, and the id of the request it came in: the availability events
+/// it causes carry that id, as the saga's carry the consumed event's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Caller {
+    /// Who.
+    pub actor: Actor,
+    /// The request's id (`X-Request-Id`), when there is one.
+    pub request_id: Option<String>,
+}
+
+impl From<Actor> for Caller {
+    fn from(actor: Actor) -> Self {
+        Self {
+            actor,
+            request_id: None,
+        }
+    }
+}
+
+impl From<&Actor> for Caller {
+    fn from(actor: &Actor) -> Self {
+        actor.clone().into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -648,6 +648,7 @@ fn an_addition_emits_what_its_increment_crossed() {
             enabled: true,
             default_low_stock_threshold: Some(5),
         },
+        request_id: None,
     };
     let kinds =
         |events: Vec<OutboxEvent>| -> Vec<&'static str> { events.iter().map(|e| e.event.event_type()).collect() };

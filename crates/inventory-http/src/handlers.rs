@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use inventory_domain::{
-    Actor, AdjustmentReason, IdempotentRequest, Inventory, ProductId, Quantity, StockCount, StockFilter,
+    Actor, AdjustmentReason, Caller, IdempotentRequest, Inventory, ProductId, Quantity, StockCount, StockFilter,
 };
 
 use crate::ApiState;
@@ -19,6 +19,16 @@ use crate::schemas::{
     AddRequest, AdjustmentPage, AdjustmentView, AuditRequest, CountRequestLine, CountedView, CountsRequest,
     CountsResult, StockListPage, StockView, ThresholdsRequest,
 };
+
+/// Who is asking, and the request's id (set by the request-id middleware), for the events a
+/// change causes.
+fn caller(request: &HttpRequest, principal: Principal) -> Caller {
+    use actix_web::HttpMessage;
+    Caller {
+        actor: Actor(principal.subject),
+        request_id: request.extensions().get::<crate::ops::RequestId>().map(|r| r.0.clone()),
+    }
+}
 
 /// Authorizes the caller for `handler`'s route: one of the roles the API table gives it.
 async fn allowed(auth: &AuthConfig, request: &HttpRequest, handler: Handler) -> Result<Principal, ApiError> {
@@ -131,7 +141,7 @@ fn idempotency(
 
 /// What an admin write starts from: who, the parsed body, and its idempotency key.
 struct AdminWrite<T> {
-    actor: Actor,
+    actor: Caller,
     body: T,
     once: Option<IdempotentRequest>,
 }
@@ -148,7 +158,7 @@ async fn admin_write<T: serde::de::DeserializeOwned>(
     let body = parse(&raw)?;
     let once = idempotency(request, &principal, &raw)?;
     Ok(AdminWrite {
-        actor: Actor(principal.subject),
+        actor: caller(request, principal),
         body,
         once,
     })
@@ -595,7 +605,7 @@ pub(crate) async fn count_stock(
     let once = idempotency(&request, &principal, &raw)?;
     let counted = state
         .service
-        .audit_many(counts, reason, Actor(principal.subject), dry_run, once)
+        .audit_many(counts, reason, caller(&request, principal), dry_run, once)
         .await
         .map_err(|e| match e {
             inventory_domain::ServiceError::Line { index, source } => {

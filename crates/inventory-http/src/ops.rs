@@ -30,6 +30,10 @@ pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request's id (`X-Request-Id`, sent or made up), in its extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub String);
+
 fn usable_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     (!s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())).then(|| s.to_owned())
@@ -83,6 +87,8 @@ pub(crate) async fn observe(
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
+    // Handlers put it on the events a change causes.
+    actix_web::HttpMessage::extensions_mut(&request).insert(RequestId(request_id.clone()));
     let started = Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
     let status = response.status().as_u16();

@@ -87,11 +87,12 @@ fn cursor(id: &str) -> String {
 async fn an_add_reaches_the_use_case_with_its_key_and_answers_the_record() {
     let mut mock = MockStockUseCases::new();
     mock.expect_add_stock()
-        .withf(|product, amount, actor, once| {
+        .withf(|product, amount, caller, once| {
             let once = once.as_ref().expect("the key reaches the use case");
             product.as_str() == "p-1"
                 && amount.get() == 3
-                && actor.0 == "tester"
+                && caller.actor.0 == "tester"
+                && caller.request_id.is_none()
                 && once.key == "k-1"
                 && once.fingerprint.starts_with("tester /api/inventory/add ")
         })

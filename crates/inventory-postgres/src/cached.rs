@@ -180,6 +180,7 @@ mod tests {
             max_quantity: 10,
             idempotency: None,
             availability: Default::default(),
+            request_id: None,
         };
         repo.add_units(&addition).await.unwrap();
         assert_eq!(repo.stock(&[pid("a")]).await.unwrap(), vec![row("a", 8, 2)]);

@@ -245,3 +245,56 @@ async fn thresholds_are_set_audited_listed_and_checked() {
     assert_problem(&reply, 422, "VALIDATION_FAILED");
     app.stop().await;
 }
+
+#[derive(diesel::QueryableByName)]
+struct Payload {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    event_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    payload: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_change_names_its_request_on_the_availability_events_it_causes() {
+    use diesel_async::RunQueryDsl;
+    let db = TestDb::new().await;
+    let options = inventory_tests::app::AppOptions {
+        availability_events: true,
+        ..no_kafka()
+    };
+    let app = TestApp::spawn(&db, options).await;
+    let admin = token(&["ROLE_ADMIN"]);
+    add(&app, &admin, "r-1", 5).await;
+    let response = client()
+        .put(app.url("/api/inventory/r-1/thresholds"))
+        .bearer_auth(&admin)
+        .header("x-request-id", "req-42")
+        .json(&json!({"lowStockThreshold": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let rows: Vec<Payload> = diesel::sql_query(
+        "SELECT event_type, payload::text AS payload FROM outbox WHERE message_key = 'r-1' ORDER BY id",
+    )
+    .load(&mut db.conn().await)
+    .await
+    .unwrap();
+    let events: Vec<(String, serde_json::Value)> = rows
+        .into_iter()
+        .map(|r| (r.event_type, serde_json::from_str(&r.payload).unwrap()))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (kind, back) = &events[0];
+    assert_eq!(kind, "InventoryBackInStockEvent");
+    assert!(
+        back["requestId"].as_str().is_some_and(|id| !id.is_empty()),
+        "the add's own id: {back}"
+    );
+    let (kind, low) = &events[1];
+    assert_eq!(kind, "InventoryLowStockEvent");
+    assert_eq!(low["requestId"], "req-42");
+    assert_eq!(low["actor"], "tester");
+    assert_eq!(low["cause"], "THRESHOLD_CHANGED");
+    app.stop().await;
+}
