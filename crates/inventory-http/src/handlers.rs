@@ -126,7 +126,7 @@ fn idempotency(
     // Canonical JSON: the same body with other spacing or key order is the same request. Any
     // other body (CSV) as it is; the query too, since it can change what is asked.
     let canonical = serde_json::from_slice::<serde_json::Value>(body)
-        .map(|v| v.to_string())
+        .map(|v| whole_numbers(v).to_string())
         .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
     let target = match request.query_string() {
         "" => request.path().to_owned(),
@@ -137,6 +137,21 @@ fn idempotency(
         key: key.to_owned(),
         fingerprint,
     }))
+}
+
+/// The value with every number that is a whole one written as an integer: `3.0` is the
+/// quantity 3 to the API, so it is the same request as `3` to the idempotency key.
+fn whole_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_none() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
+        other => other,
+    }
 }
 
 /// What an admin write starts from: who, the parsed body, and its idempotency key.

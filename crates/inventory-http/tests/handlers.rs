@@ -309,3 +309,34 @@ async fn a_get_revalidates_with_its_version_as_etag() {
     let (status, _, _) = send(mock, request).await;
     assert_eq!(status, 304);
 }
+
+#[actix_web::test]
+async fn a_retry_with_its_fields_reordered_is_the_same_request_for_the_replay() {
+    // The use case replays a stored answer when the key's fingerprint matches: the same body
+    // with other spacing or key order must give the same fingerprint, another body another one.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for body in [
+        r#"{"productId":"p","quantity":3}"#,
+        r#"{ "quantity": 3.0, "productId": "p" }"#,
+        r#"{"productId":"p","quantity":4}"#,
+    ] {
+        let mut mock = MockStockUseCases::new();
+        let log = Arc::clone(&seen);
+        mock.expect_add_stock().times(1).returning(move |_, amount, _, once| {
+            log.lock().unwrap().push(once.expect("keyed").fingerprint);
+            Ok(stock("p", i64::from(amount.get()), 0, 1))
+        });
+        let request = with_token(test::TestRequest::post().uri("/api/inventory/add"), &["ROLE_ADMIN"])
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("idempotency-key", "k-7"))
+            .set_payload(body);
+        let (status, answer, _) = send(mock, request).await;
+        assert_eq!(status, 200, "{body}: {answer}");
+    }
+    let fingerprints = seen.lock().unwrap().clone();
+    assert_eq!(
+        fingerprints[0], fingerprints[1],
+        "reordered and respaced: the same request"
+    );
+    assert_ne!(fingerprints[0], fingerprints[2], "another quantity: another request");
+}
