@@ -51,6 +51,7 @@ async fn a_hung_broker_delays_events_and_loses_none() {
     );
 
     kafka.pause();
+    let paused = Instant::now();
     // The sweeper needs only the database: it releases the expired hold and commits the
     // event, which cannot leave while the broker hangs.
     let started = Instant::now();
@@ -75,6 +76,8 @@ async fn a_hung_broker_delays_events_and_loses_none() {
         "the relay's sends timed out while the broker hung"
     );
     kafka.resume();
+    let resumed = Instant::now();
+    eprintln!("the broker hung for {:?}", paused.elapsed());
 
     late.await.unwrap();
     // A send that timed out may still reach the broker once it wakes: the same event twice, with one
@@ -89,9 +92,22 @@ async fn a_hung_broker_delays_events_and_loses_none() {
         ("o-2".to_owned(), "InventoryReservedEvent".to_owned(), String::new()),
     ];
     while !expected.iter().all(|e| events.values().any(|v| v == e)) {
-        let r = outcomes.next(WAIT, "the expiry and the late order's outcome").await;
+        let Ok(r) = tokio::time::timeout(WAIT, outcomes.next(WAIT * 2, "the outcomes")).await else {
+            // Say which side stalled: the relay (rows still in the outbox), the service's consumer
+            // (o-2 never reserved), or this reader.
+            let (status, body) = app.readiness().await;
+            panic!(
+                "the expiry and the late order's outcome were not all read: no record for {WAIT:?}, \
+                 {:?} after the resume; read so far: {events:?}; unpublished outbox rows: {}; stock of a: {:?}; \
+                 readiness {status}: {body}",
+                resumed.elapsed(),
+                db.unpublished().await,
+                app.service.get_stock(&a).await,
+            );
+        };
         let field = |k: &str| r.value[k].as_str().unwrap_or_default().to_owned();
         let event = (field("orderId"), field("eventType"), field("reason"));
+        eprintln!("{:?} after the resume: {event:?}", resumed.elapsed());
         if let Some(first) = events.insert(field("eventId"), event.clone()) {
             assert_eq!(first, event, "one eventId, one event");
         }
