@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::dispatcher::WeakDispatch;
@@ -133,8 +133,11 @@ pub fn metrics_handle() -> PrometheusHandle {
             let buckets = [
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ];
+            // Batch sizes are counts, up to KAFKA_BATCH_MAX (500 by default), not seconds.
+            let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets(&buckets)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("inventory_consumer_batch_size".into()), &sizes))
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
                 Ok(handle) => handle,
@@ -143,4 +146,27 @@ pub fn metrics_handle() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_handle;
+
+    #[test]
+    fn batch_sizes_are_counted_in_buckets_of_records_and_durations_in_seconds() {
+        let handle = metrics_handle();
+        metrics::histogram!("inventory_consumer_batch_size").record(150.0);
+        metrics::histogram!("inventory_batch_duration_seconds").record(0.02);
+        let text = handle.render();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+                .to_owned()
+        };
+        assert!(line("inventory_consumer_batch_size_bucket{le=\"100\"}").ends_with(" 0"));
+        assert!(line("inventory_consumer_batch_size_bucket{le=\"250\"}").ends_with(" 1"));
+        assert!(line("inventory_batch_duration_seconds_bucket{le=\"0.01\"}").ends_with(" 0"));
+        assert!(line("inventory_batch_duration_seconds_bucket{le=\"0.025\"}").ends_with(" 1"));
+    }
 }

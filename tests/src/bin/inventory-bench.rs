@@ -784,6 +784,14 @@ async fn main() -> Result<(), Error> {
     let latency = m(&mut s.latency_ms);
     let conns = config.read_conns;
     let (products, growth_products) = (config.products, config.growth_products);
+    let growth_row = if growth_products == 0 {
+        String::new()
+    } else {
+        format!(
+            "| growth: reservations/s over {growth_products} products vs {products} | {growth:.0} | {svc_reserve:.0} | {:.2} | >= 0.8 |\n",
+            growth / svc_reserve
+        )
+    };
     let report = format!(
         "# inventory bench, profile `{profile}` ({reps} reps, medians; {orders} orders, {products} products, \
          {clients} pgbench clients, {secs} s runs, {cores} cores)\n\n\
@@ -796,7 +804,7 @@ async fn main() -> Result<(), Error> {
          | HTTP ceiling: GET /health/live req/s (wrk, {conns} conns) | {ceiling:.0} | – | – | – |\n\
          | outcome latency at low load, ms (median / p90 of {} orders) | {latency:.1} / {p90:.1} | – | – | – |\n\
          | outcome latency at half the 1-line throughput, ms (median of reps' p50 / p99) | {paced_p50:.1} / {paced_p99:.1} | – | – | p99 <= 50 (fast) |\n\
-         | growth: reservations/s over {growth_products} products vs {products} | {growth:.0} | {svc_reserve:.0} | {:.2} | >= 0.8 |\n\
+         {growth_row}\
          | peak RSS of the service after its Kafka runs, MB (max of reps) | {peak_rss:.0} | – | – | < 100 |\n",
         svc_reserve / pg_reserve,
         svc_reserve3 / pg_reserve3,
@@ -804,7 +812,6 @@ async fn main() -> Result<(), Error> {
         http_read / pg_read,
         http_check / pg_check,
         samples.latency_ms.len(),
-        growth / svc_reserve,
         profile = config.profile,
         reps = config.reps,
         orders = config.orders,
