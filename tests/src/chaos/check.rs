@@ -768,8 +768,15 @@ pub async fn check(
     report.add(
         "HTTP: never a 500 (only 503 while a dependency is down)",
         format!(
-            "{figures:?}; {} requests failed in transit (instance down)",
-            ledger.http_transport_errors
+            "{figures:?}; {} requests failed in transit (instance down); {} answered 408, not processed \
+             and retried{}",
+            ledger.http_transport_errors,
+            ledger.http_unread.len(),
+            if ledger.http_unread.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", ledger.http_unread.join("; "))
+            }
         ),
         bad,
     );

@@ -505,7 +505,22 @@ impl Load {
             if let Some(b) = &body {
                 request = request.json(b);
             }
+            let sent = Instant::now();
             match request.send().await {
+                // 408: the instance did not read the request's head within actix-web's
+                // client_request_timeout (5 s) of accepting the connection, and closed it unprocessed.
+                // RFC 9110 lets a client repeat it; it is kept with its time and instance, to be
+                // matched with the fault log.
+                Ok(response) if response.status().as_u16() == 408 => {
+                    let line = format!(
+                        "+{:.1}s {} {route} {path} to {addr}, answered after {:.1} s",
+                        self.log.at(),
+                        chrono::Utc::now().format("%H:%M:%S%.3f"),
+                        sent.elapsed().as_secs_f64()
+                    );
+                    self.ledger.lock().expect("ledger").http_unread.push(line);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 Err(_) => {
                     self.ledger.lock().expect("ledger").http_transport_errors += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;

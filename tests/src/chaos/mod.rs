@@ -190,6 +190,8 @@ pub struct Ledger {
     pub http_status: HashMap<(String, u16), u64>,
     /// Requests that failed in transit (instance down, connection reset, timeout).
     pub http_transport_errors: u64,
+    /// Requests answered 408 (head not read in time, not processed; retried): when, where.
+    pub http_unread: Vec<String>,
     /// GETs whose body showed impossible stock.
     pub impossible_reads: Vec<String>,
     /// Exit statuses of SIGTERMed instances that were not 0 (or no exit in time).
