@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::dispatcher::WeakDispatch;
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -23,9 +24,33 @@ use crate::settings::LogFormat;
 pub const SERVICE_NAME: &str = "inventory-service";
 
 /// What must be flushed before the process exits.
-#[must_use = "call shutdown() before exiting, or buffered spans are lost"]
+#[must_use = "call shutdown() before exiting, or buffered spans and log lines are lost"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Writes the log lines still queued when dropped.
+    _logs: WorkerGuard,
+}
+
+/// Log lines queued for stderr, most. Past it (a reader that stopped draining the pipe), lines are
+/// dropped and counted in `inventory_log_lines_dropped_total`; no thread that logs ever waits.
+const LOG_QUEUE_LINES: usize = 10_000;
+
+/// stderr through a thread of its own; the writer, what flushes it at exit, and its drop count.
+fn log_writer() -> (NonBlocking, WorkerGuard) {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    // The count is read into the metric once a second, by a thread that lives as long as the process.
+    let _ = std::thread::Builder::new().name("log-drops".into()).spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            metrics::counter!("inventory_log_lines_dropped_total").absolute(dropped.dropped_lines() as u64);
+        }
+    });
+    (writer, guard)
 }
 
 impl Telemetry {
@@ -96,9 +121,10 @@ pub fn init(format: LogFormat) -> Result<Telemetry, BoxError> {
         opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
         tracing_opentelemetry::layer().with_tracer(p.tracer(SERVICE_NAME))
     });
+    let (writer, guard) = log_writer();
     let (json, pretty) = match format {
         LogFormat::Json => {
-            let mut json = json_subscriber::JsonLayer::stderr();
+            let mut json = json_subscriber::JsonLayer::new(writer);
             json.with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime)
                 .with_level("level")
                 .with_target("target")
@@ -110,7 +136,7 @@ pub fn init(format: LogFormat) -> Result<Telemetry, BoxError> {
         }
         LogFormat::Pretty => (
             None,
-            Some(tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr)),
+            Some(tracing_subscriber::fmt::layer().compact().with_writer(writer)),
         ),
     };
     let subscriber = tracing_subscriber::registry()
@@ -122,7 +148,7 @@ pub fn init(format: LogFormat) -> Result<Telemetry, BoxError> {
     let _ = DISPATCH.set(dispatch.downgrade());
     // A second init (tests build several apps in one process) keeps the first subscriber.
     let _ = tracing::dispatcher::set_global_default(dispatch);
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, _logs: guard })
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
