@@ -65,6 +65,7 @@ async fn probe(
     answered: &mut HashSet<String>,
     order: &str,
     within: Duration,
+    db: &TestDb,
 ) -> Duration {
     let sent = Instant::now();
     send_json(
@@ -73,9 +74,20 @@ async fn probe(
         &order_created(order, &[("a", 1)]),
     )
     .await;
+    let mut read = 0;
+    let what = format!("the answer to {order}");
     loop {
         let left = within.saturating_sub(sent.elapsed());
-        let r = outcomes.next(left, &format!("the answer to {order}")).await;
+        // The reader's own deadline is longer: when this one passes, say what the instance was doing.
+        let next = outcomes.next(left + Duration::from_secs(60), &what);
+        let Ok(r) = tokio::time::timeout(left, next).await else {
+            panic!(
+                "no answer to {order} within {within:?} ({read} other records read meanwhile); the \
+                 instance: {}",
+                diagnosis(app, db).await
+            );
+        };
+        read += 1;
         if let Some(id) = r.value["orderId"].as_str() {
             answered.insert(id.to_owned());
         }
@@ -83,6 +95,36 @@ async fn probe(
             return sent.elapsed();
         }
     }
+}
+
+/// What an instance that did not answer was doing: its readiness, its consumer's and relay's
+/// gauges and counters, and its outbox.
+async fn diagnosis(app: &TestApp, db: &TestDb) -> String {
+    let (status, body) = app.readiness().await;
+    let metrics = app.metrics().await;
+    let gauges: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            !l.starts_with('#')
+                && [
+                    "inventory_consumer_assigned_partitions",
+                    "inventory_consumer_seconds_since_progress",
+                    "inventory_consumer_restarts_total",
+                    "inventory_consumer_lag",
+                    "inventory_events_total",
+                    "inventory_outbox_relay_failures_total",
+                    "inventory_events_published_total",
+                ]
+                .iter()
+                .any(|m| l.starts_with(m))
+        })
+        .collect();
+    format!(
+        "readiness {status} {body}; unpublished outbox rows {}; watchdog restarts {}; {}",
+        db.unpublished().await,
+        app.saga.as_ref().map_or(0, |s| s.restarts()),
+        gauges.join("; ")
+    )
 }
 
 /// Whether the broker serves a client that owes it nothing: a fresh producer's write is
@@ -268,7 +310,10 @@ async fn soak() {
             "soak: round {round}: the broker serves clients again after {:?}",
             recovering.elapsed()
         );
-        for (name, app, outcomes) in [("idle", &idle, &idle_out), ("busy", &busy, &busy_out)] {
+        for (name, app, outcomes, db) in [
+            ("idle", &idle, &idle_out, &idle_db),
+            ("busy", &busy, &busy_out, &busy_db),
+        ] {
             let took = probe(
                 &kafka,
                 app,
@@ -276,6 +321,7 @@ async fn soak() {
                 &mut answered,
                 &format!("probe-{name}-{round}"),
                 within,
+                db,
             )
             .await;
             eprintln!("soak: round {round}: the {name} instance answered in {took:?}");
