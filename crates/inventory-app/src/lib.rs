@@ -50,7 +50,7 @@ impl Readiness for KafkaReadiness {
         let Some((publisher, health, config)) = &self.0 else {
             return Vec::new();
         };
-        let result = if inventory_kafka::broker_reachable(publisher.producer(), Duration::from_secs(2)).await {
+        let result = if inventory_kafka::broker_reachable(&publisher.producer(), Duration::from_secs(2)).await {
             health.status()
         } else {
             // Say why when librdkafka knows (a refused password, a failed TLS handshake).
@@ -138,7 +138,7 @@ impl Application {
                         inventory_kafka::run_saga(
                             kafka.clone(),
                             service.clone(),
-                            publisher.producer().clone(),
+                            publisher.clone(),
                             Arc::clone(&health),
                             stop_writers.clone(),
                         ),

@@ -18,7 +18,9 @@ use opentelemetry::trace::TraceContextExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::publisher::KafkaPublisher;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -130,7 +132,7 @@ fn close_detached(consumer: Arc<StreamConsumer<SagaContext>>, closed: Option<tok
 /// The consumer of order and payment events.
 pub struct SagaConsumer<R, C> {
     consumer: Handle,
-    producer: FutureProducer,
+    publisher: KafkaPublisher,
     service: InventoryService<R, C>,
     config: KafkaConfig,
     health: Arc<ConsumerHealth>,
@@ -162,7 +164,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
     pub fn new(
         config: &KafkaConfig,
         service: InventoryService<R, C>,
-        producer: FutureProducer,
+        publisher: KafkaPublisher,
         health: Arc<ConsumerHealth>,
     ) -> Result<Self, KafkaError> {
         let context = SagaContext {
@@ -190,7 +192,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         consumer.subscribe(&[&config.order_topic, &config.payment_topic])?;
         Ok(Self {
             consumer: Handle(Some(Arc::new(consumer))),
-            producer,
+            publisher,
             service,
             config: config.clone(),
             health,
@@ -463,7 +465,8 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
             if !drop_payload && let Some(payload) = m.payload() {
                 out = out.payload(payload);
             }
-            match self.producer.send(out, Duration::from_secs(10)).await {
+            let producer = self.publisher.producer();
+            match producer.send(out, Duration::from_secs(10)).await {
                 Ok(_) => {
                     metrics::counter!("inventory_dead_letters_total", "topic" => m.topic().to_owned()).increment(1);
                     return true;
@@ -473,7 +476,8 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                     drop_payload = true;
                 }
                 Err((e, _)) => {
-                    tracing::error!(error = %e, %topic, "cannot write a dead letter; retrying");
+                    let fatal = self.publisher.renew_if_fatal(&producer);
+                    tracing::error!(error = %e, fatal, %topic, "cannot write a dead letter; retrying");
                     if !pause(attempt, shutdown).await {
                         return false;
                     }
@@ -612,7 +616,7 @@ async fn pause(attempt: u32, shutdown: &CancellationToken) -> bool {
 pub async fn run_saga<R, C>(
     config: KafkaConfig,
     service: InventoryService<R, C>,
-    producer: FutureProducer,
+    publisher: KafkaPublisher,
     health: Arc<ConsumerHealth>,
     shutdown: CancellationToken,
 ) where
@@ -621,7 +625,7 @@ pub async fn run_saga<R, C>(
 {
     let mut attempt = 0u32;
     loop {
-        let consumer = match SagaConsumer::new(&config, service.clone(), producer.clone(), Arc::clone(&health)) {
+        let consumer = match SagaConsumer::new(&config, service.clone(), publisher.clone(), Arc::clone(&health)) {
             Ok(c) => c,
             Err(e) => {
                 attempt += 1;
