@@ -417,6 +417,29 @@ fn csv_field(out: &mut String, field: &str) {
     }
 }
 
+/// What a spreadsheet takes for the start of a formula in a cell it opens (OWASP "CSV injection"),
+/// and the quote that escapes it. Ids cannot start with a tab, a line break or a space.
+const FORMULA_STARTS: [char; 5] = ['=', '+', '-', '@', '\''];
+
+/// A product id as an export writes it: with a `'` in front when it starts like a formula (or with
+/// `'` itself, so that [`id_from_csv`] undoes exactly this), so a spreadsheet shows it as text.
+fn id_for_csv(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.starts_with(FORMULA_STARTS) {
+        format!("'{id}").into()
+    } else {
+        id.into()
+    }
+}
+
+/// A product id as a bulk count's CSV gives it: an export's `'` in front of a formula start (see
+/// [`id_for_csv`]) is taken off, so an exported file, edited and sent back, names the same products.
+fn id_from_csv(field: &str) -> &str {
+    match field.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => field,
+    }
+}
+
 /// The CSV header of an export.
 pub const EXPORT_HEADER: &str = "productId,quantity,reserved,available,version,updatedAt\r\n";
 
@@ -436,7 +459,7 @@ pub(crate) async fn export_stock(
     let rows = |page: &inventory_domain::StockPage| {
         let mut out = String::new();
         for inv in &page.items {
-            csv_field(&mut out, inv.product_id().as_str());
+            csv_field(&mut out, &id_for_csv(inv.product_id().as_str()));
             out.push_str(&format!(
                 ",{},{},{},{},{}\r\n",
                 inv.quantity(),
@@ -546,7 +569,7 @@ fn csv_lines(body: &[u8]) -> Result<Vec<CountRequestLine>, ApiError> {
                 .map_err(|_| ApiError::field(name(field), format!("must be an integer, got {raw:?}")))
         };
         lines.push(CountRequestLine {
-            product_id: record.get(0).unwrap_or_default().to_owned(),
+            product_id: id_from_csv(record.get(0).unwrap_or_default()).to_owned(),
             quantity: integer(1, "quantity")?.ok_or_else(|| ApiError::field(name("quantity"), "is missing"))?,
             expected_version: if columns.len() == 3 {
                 integer(2, "expectedVersion")?
@@ -650,4 +673,29 @@ pub(crate) async fn count_stock(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod csv_ids {
+    use super::{id_for_csv, id_from_csv};
+
+    #[test]
+    fn ids_a_spreadsheet_would_run_are_exported_as_text_and_read_back_as_they_were() {
+        for (id, exported) in [
+            ("sku-1", "sku-1"),
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1", "'+1"),
+            ("-5", "'-5"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("'=x", "''=x"),
+            ("'quoted", "''quoted"),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(id_for_csv(id), exported, "{id}");
+            assert_eq!(id_from_csv(exported), id, "{exported}");
+        }
+        // A count written by hand with a plain id, or one whose quote guards nothing, is taken as is.
+        assert_eq!(id_from_csv("'abc"), "'abc");
+        assert_eq!(id_from_csv("s-1"), "s-1");
+    }
 }

@@ -209,7 +209,8 @@ pub const API: &[Route] = &[
         path: "/api/inventory/export",
         handler: Handler::ExportStock,
         summary: "Every stock row the filters select, as CSV (text/csv), streamed in product-id order: \
-                  productId,quantity,reserved,available,version,updatedAt.",
+                  productId,quantity,reserved,available,version,updatedAt. An id that starts with =, +, -, @ \
+                  or ' is written with a ' in front, so a spreadsheet shows it as text; a CSV count takes it off.",
         roles: &[Role::Admin, Role::System],
         body: None,
         ok: "csv",
