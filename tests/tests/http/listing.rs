@@ -102,6 +102,18 @@ async fn bad_parameters_and_missing_roles_are_named() {
     app.stop().await;
 }
 
+/// The text of `GET /api/inventory/export{query}`.
+async fn export(app: &TestApp, token: &str, query: &str) -> String {
+    let response = client()
+        .get(app.url(&format!("/api/inventory/export{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "export{query}");
+    response.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_streams_every_selected_row_as_csv() {
     let db = TestDb::new().await;
@@ -140,29 +152,13 @@ async fn the_export_streams_every_selected_row_as_csv() {
     assert!(lines[1].starts_with("\"a,\"\"quoted\"\"\",3,0,3,0,"), "{}", lines[1]);
     assert!(lines[2].starts_with("x0001,1,0,1,1,"), "{}", lines[2]);
     assert!(lines[1235].starts_with("x1234,1234,0,1234,1,"), "{}", lines[1235]);
-    let filtered = client()
-        .get(app.url("/api/inventory/export?availableAtLeast=1230"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let filtered = export(&app, &admin, "?availableAtLeast=1230").await;
     assert_eq!(filtered.lines().count(), 1 + 5, "{filtered}");
 
     // An id a spreadsheet would run as a formula is exported as text, and the same line sent back
     // as a count names the same product.
     add(&app, &admin, "=1+2", 7).await;
-    let exported = client()
-        .get(app.url("/api/inventory/export?productIdPrefix=%3D"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exported = export(&app, &admin, "?productIdPrefix=%3D").await;
     let line = exported.lines().nth(1).expect("the row of =1+2");
     assert!(line.starts_with("'=1+2,7,0,7,"), "{exported}");
     let id = line.split(',').next().unwrap();
