@@ -29,6 +29,8 @@ pub use ports::{
     StockFilter, StockListing, StockScan, StockWrite,
 };
 pub use reservation::{Reservation, ReservationStatus};
-pub use service::{InventoryService, MAX_PAGE, MAX_SCAN, ServiceConfig, ServiceError, ServiceMetrics, StockPage};
+pub use service::{
+    InventoryService, MAX_PAGE, MAX_SCAN, Prepared, ServiceConfig, ServiceError, ServiceMetrics, StockPage,
+};
 pub use usecases::StockUseCases;
 pub use values::{Actor, AdjustmentReason, Caller, IdError, OrderId, ProductId, Quantity, QuantityError, StockCount};

@@ -86,6 +86,72 @@ pub struct Snapshot {
     pub idempotency: Option<IdempotencyRecord>,
 }
 
+impl Snapshot {
+    /// Lays `earlier`, the changes of a save that will have committed before this unit of work is
+    /// saved, over what was loaded (which may or may not include them): its stock rows and, among
+    /// those `request` asked for, its reservations and processed events replace or join what the
+    /// store returned. A row another writer changed meanwhile is caught by the save's version check.
+    ///
+    /// False when the result would be incomplete: a reservation laid over names a product whose
+    /// stock row is in neither (the load fetches those only for the reservations it found). The
+    /// caller then loads again once `earlier` is committed.
+    pub fn overlay(&mut self, earlier: &ChangeSet, request: &LoadRequest) -> bool {
+        use std::collections::{HashMap, HashSet};
+        let orders: HashSet<&OrderId> = request.orders.iter().collect();
+        let events: HashSet<&Uuid> = request.events.iter().collect();
+        let laid: Vec<&Reservation> = earlier
+            .reservations
+            .iter()
+            .map(|w| &w.reservation)
+            .filter(|r| orders.contains(r.order_id()))
+            .collect();
+        let mut stock: HashMap<ProductId, usize> = self
+            .stock
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.product_id().clone(), i))
+            .collect();
+        let wanted: HashSet<&ProductId> = request
+            .products
+            .iter()
+            .chain(laid.iter().flat_map(|r| r.lines().iter().map(|l| &l.product_id)))
+            .collect();
+        for row in earlier.stock.iter().map(|w| &w.inventory) {
+            match stock.get(row.product_id()) {
+                Some(&i) => self.stock[i] = row.clone(),
+                None if wanted.contains(row.product_id()) => {
+                    stock.insert(row.product_id().clone(), self.stock.len());
+                    self.stock.push(row.clone());
+                }
+                None => {}
+            }
+        }
+        if laid
+            .iter()
+            .any(|r| r.lines().iter().any(|l| !stock.contains_key(&l.product_id)))
+        {
+            return false;
+        }
+        for reservation in laid {
+            match self
+                .reservations
+                .iter_mut()
+                .find(|r| r.order_id() == reservation.order_id())
+            {
+                Some(r) => *r = reservation.clone(),
+                None => self.reservations.push(reservation.clone()),
+            }
+        }
+        let processed: HashSet<Uuid> = self.processed_events.iter().copied().collect();
+        for event in &earlier.processed_events {
+            if events.contains(&event.event_id) && !processed.contains(&event.event_id) {
+                self.processed_events.push(event.event_id);
+            }
+        }
+        true
+    }
+}
+
 /// A client's idempotency key for a manual change, and what identifies the
 /// request it was first used with.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -189,6 +189,34 @@ impl From<RepoError> for ServiceError {
     }
 }
 
+/// Consumed events worked out but not yet saved (see [`InventoryService::prepare_events`]).
+#[derive(Debug)]
+pub struct Prepared {
+    /// One outcome per event, valid once `changes` are saved.
+    pub outcomes: Vec<Outcome>,
+    /// What to save.
+    pub changes: ChangeSet,
+}
+
+/// What handling `events` must read: their ids, their orders and the products they reserve.
+fn events_request(events: &[IncomingEvent]) -> LoadRequest {
+    let mut request = LoadRequest::default();
+    for event in events {
+        request.events.push(event.meta.event_id);
+        request.orders.push(event.command.order_id().clone());
+        if let crate::events::OrderCommand::Reserve { lines, .. } = &event.command {
+            request
+                .products
+                .extend(lines.lines().iter().map(|l| l.product_id.clone()));
+        }
+    }
+    request.products.sort();
+    request.products.dedup();
+    request.orders.sort();
+    request.orders.dedup();
+    request
+}
+
 /// The inventory's use cases over a repository and a clock.
 pub struct InventoryService<R, C> {
     repo: Arc<R>,
@@ -519,20 +547,7 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
     /// Handles consumed events in one unit of work, in order; each order is
     /// all-or-nothing, and the whole batch is saved in one transaction.
     pub async fn handle_events(&self, events: &[IncomingEvent]) -> Result<Vec<Outcome>, ServiceError> {
-        let mut request = LoadRequest::default();
-        for event in events {
-            request.events.push(event.meta.event_id);
-            request.orders.push(event.command.order_id().clone());
-            if let crate::events::OrderCommand::Reserve { lines, .. } = &event.command {
-                request
-                    .products
-                    .extend(lines.lines().iter().map(|l| l.product_id.clone()));
-            }
-        }
-        request.products.sort();
-        request.products.dedup();
-        request.orders.sort();
-        request.orders.dedup();
+        let request = events_request(events);
         let (outcomes, _) = self
             .execute(&request, |ledger| {
                 events
@@ -542,6 +557,56 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
             })
             .await?;
         Ok(outcomes)
+    }
+
+    /// [`Self::handle_events`] in two halves, for a consumer that works out its next batch while
+    /// the last one is being saved: loads what `events` need, lays `earlier` over it (the changes
+    /// of a save still in flight, which must have committed before these are saved; see
+    /// [`Snapshot::overlay`]) and applies the events. `None` when `earlier` cannot be laid over:
+    /// prepare again once it is committed.
+    pub async fn prepare_events(
+        &self,
+        events: &[IncomingEvent],
+        earlier: Option<&ChangeSet>,
+    ) -> Result<Option<Prepared>, ServiceError> {
+        let request = events_request(events);
+        let mut snapshot = self.repo.load(&request).await?;
+        if let Some(earlier) = earlier
+            && !snapshot.overlay(earlier, &request)
+        {
+            return Ok(None);
+        }
+        let mut ledger =
+            Ledger::new(snapshot, self.clock.now(), self.hold_ttl()).with_availability(self.config.availability);
+        let outcomes = events
+            .iter()
+            .map(|e| ledger.apply(e).map_err(ServiceError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Prepared {
+            outcomes,
+            changes: ledger.into_changes(),
+        }))
+    }
+
+    /// Saves what [`Self::prepare_events`] worked out, once. A conflict (a row changed since it
+    /// was read) is counted and answered as [`ServiceError::Contention`]: nothing was written, and
+    /// the events are handled again from the start with [`Self::handle_events`].
+    pub async fn save_prepared(&self, changes: &ChangeSet) -> Result<(), ServiceError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        match self.repo.save(changes).await {
+            Ok(()) => Ok(()),
+            Err(RepoError::Conflict) => {
+                self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+                Err(ServiceError::Contention { attempts: 1 })
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn hold_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.hold_ttl).unwrap_or(chrono::Duration::minutes(30))
     }
 
     /// Releases up to `limit` expired holds; returns how many were released.
@@ -580,7 +645,7 @@ impl<R: InventoryRepository, C: Clock> InventoryService<R, C> {
         mut work: impl FnMut(&mut Ledger) -> Result<T, ServiceError>,
         finish: impl Fn(&mut crate::ports::ChangeSet),
     ) -> Result<(T, crate::ports::ChangeSet), ServiceError> {
-        let ttl = chrono::Duration::from_std(self.config.hold_ttl).unwrap_or(chrono::Duration::minutes(30));
+        let ttl = self.hold_ttl();
         let mut attempt = 1;
         loop {
             let snapshot = self.repo.load(request).await?;

@@ -795,3 +795,120 @@ async fn a_dry_run_reads_and_never_saves() {
         "the version as it is"
     );
 }
+
+fn cancel(event: u128, order_id: &str) -> IncomingEvent {
+    IncomingEvent {
+        meta: EventMeta {
+            event_id: Uuid::from_u128(event),
+            correlation_id: None,
+            echo: Default::default(),
+        },
+        command: OrderCommand::Release {
+            order_id: oid(order_id),
+            reason: ReleaseReason::OrderCancelled,
+        },
+    }
+}
+
+/// A batch worked out while the one before is still being saved reads the store as it was before
+/// that save; the earlier batch's changes laid over it make the outcomes and versions what they
+/// will be once it has committed.
+#[tokio::test]
+async fn a_batch_prepared_during_the_last_save_builds_on_that_save() {
+    let mut repo = MockInventoryRepository::new();
+    // The store never shows the first batch: its save is still in flight.
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("a", 5, 0, 4)],
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().never();
+    let svc = service(repo, 3);
+    let first = svc
+        .prepare_events(&[order(1, "o-1", &[("a", 2)])], None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.outcomes, vec![Outcome::Reserved]);
+
+    let next = [
+        cancel(2, "o-1"),
+        order(3, "o-2", &[("a", 4)]),
+        order(1, "o-1", &[("a", 2)]),
+    ];
+    let second = svc.prepare_events(&next, Some(&first.changes)).await.unwrap().unwrap();
+    assert_eq!(
+        second.outcomes,
+        vec![Outcome::Released, Outcome::Reserved, Outcome::Duplicate],
+        "the cancel finds o-1's hold, o-2 finds its 2 units back, the redelivery is known"
+    );
+    let a = &second.changes.stock[0];
+    assert_eq!(
+        a.expected_version,
+        Some(5),
+        "checked against the version the first save writes"
+    );
+    assert_eq!((a.inventory.reserved(), a.inventory.version()), (4, 6));
+    let held = &second.changes.reservations[0];
+    assert_eq!(held.reservation.order_id(), &oid("o-1"));
+    assert_eq!(
+        held.expected_version,
+        Some(0),
+        "an update of the row the first save inserts"
+    );
+    assert!(matches!(held.reservation.status(), ReservationStatus::Released(_)));
+
+    // Without the first batch's changes the same events would be answered wrongly.
+    let blind = svc.prepare_events(&next[..1], None).await.unwrap().unwrap();
+    assert_eq!(blind.outcomes, vec![Outcome::CancelRecorded]);
+}
+
+#[tokio::test]
+async fn a_hold_whose_stock_row_is_in_neither_cannot_be_laid_over() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|r| {
+        Ok(Snapshot {
+            stock: if r.products.is_empty() {
+                vec![]
+            } else {
+                vec![stock("b", 5, 0, 0)]
+            },
+            ..Snapshot::default()
+        })
+    });
+    let svc = service(repo, 3);
+    let mut first = svc
+        .prepare_events(&[order(1, "o-1", &[("b", 1)])], None)
+        .await
+        .unwrap()
+        .unwrap();
+    // A change of the hold alone (its stock row not in the change set, nor loaded for the cancel).
+    first.changes.stock.clear();
+    let second = svc
+        .prepare_events(&[cancel(2, "o-1")], Some(&first.changes))
+        .await
+        .unwrap();
+    assert!(second.is_none(), "the caller must load again after the save");
+}
+
+#[tokio::test]
+async fn a_conflicting_prepared_save_is_transient_and_counted() {
+    let mut repo = MockInventoryRepository::new();
+    repo.expect_load().returning(|_| {
+        Ok(Snapshot {
+            stock: vec![stock("a", 5, 0, 0)],
+            ..Snapshot::default()
+        })
+    });
+    repo.expect_save().times(1).returning(|_| Err(RepoError::Conflict));
+    let svc = service(repo, 3);
+    let prepared = svc
+        .prepare_events(&[order(1, "o-1", &[("a", 1)])], None)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = svc.save_prepared(&prepared.changes).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Contention { attempts: 1 }), "{err:?}");
+    assert_eq!(svc.metrics().conflicts(), 1);
+}

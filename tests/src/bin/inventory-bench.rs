@@ -340,6 +340,71 @@ async fn timed_run(
     Ok(orders as f64 / started.elapsed().as_secs_f64())
 }
 
+/// One paced order's moments, in milliseconds of wall-clock time.
+#[derive(Clone, Copy)]
+struct Paced {
+    /// Handed to the bench's producer.
+    sent: f64,
+    /// Its outcome record's timestamp: when the service's relay queued it to its producer.
+    queued: f64,
+    /// Its outcome read by the bench.
+    received: f64,
+}
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Where paced outcomes' time went, from each one's outbox row: (name, p50, p99) per stage.
+async fn paced_stages(config: &Config, prefix: &str, paced: &[Paced]) -> Result<Vec<(&'static str, f64, f64)>, Error> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        created: f64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        published: f64,
+    }
+    let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT message_key AS key, extract(epoch FROM created_at)::float8 * 1000 AS created, \
+                extract(epoch FROM published_at)::float8 * 1000 AS published \
+         FROM outbox WHERE message_key LIKE $1 || '%' AND published_at IS NOT NULL",
+    )
+    .bind::<diesel::sql_types::Text, _>(prefix)
+    .load(&mut conn)
+    .await?;
+    let mut stages: [Vec<f64>; 4] = Default::default();
+    for row in rows {
+        let Some(p) = row
+            .key
+            .strip_prefix(prefix)
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| paced.get(i))
+        else {
+            continue;
+        };
+        stages[0].push(row.created - p.sent);
+        stages[1].push(row.published - row.created);
+        stages[2].push(p.queued - row.published);
+        stages[3].push(p.received - p.queued);
+    }
+    let names = [
+        "sent → the saga's transaction began",
+        "→ the relay's pass began (saga commit, relay wake-up, the pass before)",
+        "→ queued to the service's producer",
+        "→ read by the bench (producer linger, broker, reader's fetch)",
+    ];
+    Ok(names
+        .into_iter()
+        .zip(stages.iter_mut())
+        .map(|(name, values)| (name, percentile(values, 0.5), percentile(values, 0.99)))
+        .collect())
+}
+
 /// Orders paced at `rate` per second for `seconds`, each timed from its send to its outcome (ms).
 async fn paced_latencies(
     config: &Config,
@@ -347,7 +412,7 @@ async fn paced_latencies(
     run: &str,
     rate: f64,
     seconds: f64,
-) -> Result<Vec<f64>, Error> {
+) -> Result<(Vec<f64>, Vec<Paced>), Error> {
     // librdkafka's default linger (5 ms), as an Order service would send: it is in the figure.
     // (With none, one produce request per order loads the shared broker more than the service.)
     let producer: FutureProducer = ClientConfig::new()
@@ -369,7 +434,7 @@ async fn paced_latencies(
                 let order_id = format!("{prefix}{i}");
                 let product = format!("p{}", (i * 7919) % products);
                 let payload = order_created(&order_id, &[(&product, 1)]).to_string();
-                sent.push(Instant::now());
+                sent.push((Instant::now(), wall_ms()));
                 let record = FutureRecord::to(&topic).key(&order_id).payload(&payload);
                 deliveries.push(producer.send_result(record).map_err(|(e, _)| e.to_string())?);
             }
@@ -385,7 +450,8 @@ async fn paced_latencies(
         let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
             .await
             .map_err(|_| format!("only {seen} of {n} paced outcomes within 60 s"))??;
-        let at = Instant::now();
+        let at = (Instant::now(), wall_ms());
+        let queued = message.timestamp().to_millis().map_or(f64::NAN, |t| t as f64);
         let index = message
             .key()
             .and_then(|k| std::str::from_utf8(k).ok())
@@ -395,7 +461,7 @@ async fn paced_latencies(
             && i < n
             && received[i].is_none()
         {
-            received[i] = Some(at);
+            received[i] = Some((at, queued));
             seen += 1;
         }
     }
@@ -403,8 +469,17 @@ async fn paced_latencies(
     Ok(sent
         .iter()
         .zip(received)
-        .filter_map(|(s, r)| r.map(|r| r.duration_since(*s).as_secs_f64() * 1000.0))
-        .collect())
+        .filter_map(|(&(sent, sent_wall), r)| {
+            r.map(|((at, at_wall), queued)| {
+                let moments = Paced {
+                    sent: sent_wall,
+                    queued,
+                    received: at_wall,
+                };
+                (at.duration_since(sent).as_secs_f64() * 1000.0, moments)
+            })
+        })
+        .unzip())
 }
 
 fn percentile(values: &mut [f64], p: f64) -> f64 {
@@ -544,6 +619,8 @@ struct Samples {
     latency_ms: Vec<f64>,
     paced_p50: Vec<f64>,
     paced_p99: Vec<f64>,
+    /// Per rep: (stage, p50, p99) of the paced outcomes.
+    paced_stages: Vec<Vec<(&'static str, f64, f64)>>,
     pg_read: Vec<f64>,
     http_read: Vec<f64>,
     http_read_p99: Vec<f64>,
@@ -666,11 +743,22 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         config.paced_fraction,
         rate * config.paced_fraction
     );
+    save_metrics(
+        config,
+        &service.addr,
+        &format!("{}-r{rep}-before-paced", config.profile),
+    )
+    .await;
     let profile = Profile::attach(config, &service, "paced")?;
-    let mut paced = paced_latencies(config, &reader, &spread_run, rate * config.paced_fraction, 5.0).await?;
+    let (mut paced, moments) = paced_latencies(config, &reader, &spread_run, rate * config.paced_fraction, 5.0).await?;
     profile.stop()?;
     samples.paced_p50.push(percentile(&mut paced, 0.5));
     samples.paced_p99.push(percentile(&mut paced, 0.99));
+    let stages = paced_stages(config, &format!("{spread_run}-pace"), &moments).await?;
+    for (name, p50, p99) in &stages {
+        eprintln!("[bench] rep {rep}: paced stage p50 {p50:.1} ms, p99 {p99:.1} ms: {name}");
+    }
+    samples.paced_stages.push(stages);
     save_metrics(config, &service.addr, &format!("{}-r{rep}-after-paced", config.profile)).await;
     samples.peak_rss_mb.push(service.peak_rss_mb()?);
 
@@ -824,6 +912,30 @@ async fn main() -> Result<(), Error> {
         paced_fraction = config.paced_fraction,
         cores = std::thread::available_parallelism().map_or(0, usize::from),
     );
+    let mut report = report;
+    if let Some(first) = <[_]>::first(&samples.paced_stages) {
+        report.push_str(
+            "\nWhere the paced outcomes' time went (ms, median of reps' p50 / p99; from each order's outbox row):\n\n\
+             | stage | p50 | p99 |\n|---|---|---|\n",
+        );
+        for (i, (name, _, _)) in first.iter().enumerate() {
+            let mut p50: Vec<f64> = samples
+                .paced_stages
+                .iter()
+                .filter_map(|r| r.get(i).map(|s| s.1))
+                .collect();
+            let mut p99: Vec<f64> = samples
+                .paced_stages
+                .iter()
+                .filter_map(|r| r.get(i).map(|s| s.2))
+                .collect();
+            report.push_str(&format!(
+                "| {name} | {:.1} | {:.1} |\n",
+                median(&mut p50),
+                median(&mut p99)
+            ));
+        }
+    }
     println!("{report}");
     let dir = config.root.join(".local/bench");
     std::fs::create_dir_all(&dir)?;
