@@ -188,6 +188,10 @@ pub struct KafkaSettings {
     #[arg(long, env = "KAFKA_BATCH_MAX", default_value_t = KafkaConfig::DEFAULT_BATCH_MAX,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub kafka_batch_max: usize,
+    /// When a batch is full (records are waiting), work out the next batch while it is being saved
+    /// (the load and the rules overlap the save's transaction); `false` handles one batch at a time.
+    #[arg(long, env = "KAFKA_BATCH_OVERLAP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kafka_batch_overlap: bool,
     /// Consumer session timeout in milliseconds (1000-3600000): how soon the group notices a dead instance.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = KafkaConfig::DEFAULT_SESSION_TIMEOUT_MS,
           value_parser = value_parser!(u64).range(1_000..=3_600_000))]
@@ -345,6 +349,7 @@ impl KafkaSettings {
         config.replication_factor = self.kafka_topic_replication_factor;
         config.min_insync_replicas = self.kafka_topic_min_insync_replicas;
         config.batch_max = self.kafka_batch_max;
+        config.batch_overlap = self.kafka_batch_overlap;
         config.session_timeout = Duration::from_millis(self.kafka_session_timeout_ms);
         config.max_poll_interval = Duration::from_millis(self.kafka_max_poll_interval_ms);
         config.publish_timeout = Duration::from_millis(self.kafka_publish_timeout_ms);
@@ -488,6 +493,7 @@ impl Default for KafkaSettings {
             kafka_topic_replication_factor: 1,
             kafka_topic_min_insync_replicas: None,
             kafka_batch_max: KafkaConfig::DEFAULT_BATCH_MAX,
+            kafka_batch_overlap: true,
             kafka_session_timeout_ms: KafkaConfig::DEFAULT_SESSION_TIMEOUT_MS,
             kafka_max_poll_interval_ms: KafkaConfig::DEFAULT_MAX_POLL_INTERVAL_MS,
             kafka_publish_timeout_ms: KafkaConfig::DEFAULT_PUBLISH_TIMEOUT_MS,

@@ -28,6 +28,8 @@ pub struct KafkaConfig {
     pub min_insync_replicas: Option<i32>,
     /// Most records handled in one database transaction.
     pub batch_max: usize,
+    /// Whether the next batch is worked out while the last one is being saved.
+    pub batch_overlap: bool,
     /// How long to wait for more records once one has arrived.
     pub batch_linger: Duration,
     /// `ce_source` of produced events.
@@ -121,6 +123,7 @@ impl KafkaConfig {
             replication_factor: 1,
             min_insync_replicas: None,
             batch_max: Self::DEFAULT_BATCH_MAX,
+            batch_overlap: true,
             batch_linger: Duration::from_millis(2),
             source: "/inventory-service".into(),
             session_timeout: Duration::from_millis(Self::DEFAULT_SESSION_TIMEOUT_MS),

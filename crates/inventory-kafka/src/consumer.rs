@@ -6,13 +6,20 @@
 //! service instead of racing in the database. Offsets are stored only after
 //! that transaction commits (or a poison record reached its dead-letter
 //! topic), and committed by librdkafka in the background and at shutdown.
+//!
+//! With `batch_overlap`, a full batch (records are waiting) is saved in a task
+//! of its own while the next batch is read, loaded and worked out on top of it (see
+//! `Snapshot::overlay`); that next batch's save starts only once the first
+//! has committed. When a save fails, nothing of it was written: its batch is
+//! handled again from the start, and the batch worked out on top of it is
+//! worked out again after it, so outcomes and offsets keep the records' order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use inventory_domain::{
-    Clock, ErrorChain, IncomingEvent, InventoryRepository, InventoryService, Outcome, ServiceError,
+    ChangeSet, Clock, ErrorChain, IncomingEvent, InventoryRepository, InventoryService, Outcome, ServiceError,
 };
 use opentelemetry::trace::TraceContextExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -39,6 +46,57 @@ const ATTEMPTS_BEFORE_ISOLATING: u32 = 3;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a consumer being recreated is waited for to close before its successor is created.
 const RECREATE_CLOSE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What the consumer's loop waited for.
+enum Next {
+    Record(Result<OwnedMessage, KafkaError>),
+    Saved(Result<Result<(), ServiceError>, tokio::task::JoinError>),
+}
+
+/// A batch worked out and being saved, in a task of its own, while the next one is read.
+struct InFlight {
+    save: tokio::task::JoinHandle<Result<(), ServiceError>>,
+    saving: Saving,
+}
+
+/// A batch between its decoding and its offsets.
+struct Saving {
+    batch: Vec<Record>,
+    commands: Vec<IncomingEvent>,
+    origins: Vec<Origin>,
+    /// One per command, valid once `changes` are saved.
+    outcomes: Vec<Outcome>,
+    changes: Arc<ChangeSet>,
+    started: Instant,
+    span: tracing::Span,
+}
+
+/// How a batch's handling left it.
+enum Processed {
+    /// Its save is in flight.
+    Saving(InFlight),
+    /// Through: saved (or nothing to save) and its offsets stored.
+    Done,
+    /// Shutdown interrupted it; its offsets are not stored.
+    Stopped,
+}
+
+/// How a batch's save in flight ended.
+#[derive(PartialEq, Eq)]
+enum Landed {
+    Saved,
+    /// It failed, and the batch was handled again from the start.
+    Redone,
+    Stopped,
+}
+
+/// The save in flight's outcome (never called without one).
+async fn saved(in_flight: &mut Option<InFlight>) -> Result<Result<(), ServiceError>, tokio::task::JoinError> {
+    match in_flight {
+        Some(flight) => (&mut flight.save).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How handling a group of events ended.
 enum Attempted {
@@ -159,7 +217,7 @@ impl Record {
     }
 }
 
-impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
+impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
     /// Subscribes to the order and payment topics.
     pub fn new(
         config: &KafkaConfig,
@@ -205,20 +263,31 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
     /// and its close is not waited for long (see below).
     pub async fn run(self, shutdown: CancellationToken, leaving: CancellationToken) {
         self.health.started(self.config.watchdog.bound);
+        // The batch whose save runs while the next one is read and worked out.
+        let mut in_flight: Option<InFlight> = None;
         loop {
             if self.health.stalled() {
                 // Fault injection: hang as a client that stopped polling would, until stopped.
                 shutdown.cancelled().await;
                 break;
             }
-            let first = tokio::select! {
+            let next = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.health.stall_injected() => continue,
-                m = self.consumer.recv() => m,
+                saved = saved(&mut in_flight), if in_flight.is_some() => Next::Saved(saved),
+                m = self.consumer.recv() => Next::Record(m.map(|m| m.detach())),
             };
-            let first = match first {
-                Ok(m) => m.detach(),
-                Err(e) => {
+            let first = match next {
+                Next::Saved(saved) => {
+                    let flight = in_flight.take().expect("a save was in flight");
+                    if self.land(flight.saving, saved, &shutdown).await == Landed::Stopped {
+                        break;
+                    }
+                    self.health.batch_done();
+                    continue;
+                }
+                Next::Record(Ok(m)) => m,
+                Next::Record(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consume error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -237,10 +306,31 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 }
             }
             self.health.batch_started();
-            if !self.process(&batch, &shutdown).await {
-                break;
+            // Only a full batch says records are waiting: then the next batch is worked out during
+            // this one's save. Caught up, the save is waited for, which keeps the outcomes prompt.
+            let overlap = self.config.batch_overlap && batch.len() >= self.config.batch_max;
+            match self.process(batch, in_flight.take(), &shutdown).await {
+                Processed::Saving(flight) if !overlap => {
+                    let saved = flight.save.await;
+                    if self.land(flight.saving, saved, &shutdown).await == Landed::Stopped {
+                        break;
+                    }
+                    self.health.batch_done();
+                }
+                Processed::Saving(flight) => {
+                    in_flight = Some(flight);
+                    // The health's clock restarts with the save now in flight.
+                    self.health.batch_started();
+                }
+                Processed::Done => self.health.batch_done(),
+                Processed::Stopped => break,
             }
-            self.health.batch_done();
+        }
+        if let Some(flight) = in_flight.take() {
+            // A save in flight is a transaction under way: its outcome is waited for, so its
+            // offsets are stored when it committed.
+            let saved = flight.save.await;
+            let _ = self.land(flight.saving, saved, &shutdown).await;
         }
         self.health.stopped("the saga consumer is stopping");
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
@@ -270,27 +360,135 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
         }
     }
 
-    /// Handles a batch; false when shutdown interrupted it (offsets not stored).
-    async fn process(&self, batch: &[Record], shutdown: &CancellationToken) -> bool {
+    /// Handles a batch: decodes it, works it out (while `earlier`, the batch before, is being
+    /// saved), lands `earlier`, and starts this batch's save, which the caller lands later. A batch
+    /// worked out on a view that did not hold (its predecessor's save failed, or could not be laid
+    /// over) is handled again from the start, after its predecessor.
+    async fn process(&self, batch: Vec<Record>, earlier: Option<InFlight>, shutdown: &CancellationToken) -> Processed {
         metrics::histogram!("inventory_consumer_batch_size").record(batch.len() as f64);
         let started = Instant::now();
-        let batch_span = tracing::info_span!(
+        let span = tracing::info_span!(
             "consume batch",
             otel.kind = "consumer",
             messaging.system = "kafka",
             messaging.batch.message_count = batch.len(),
         );
-        let done = self
-            .process_in(batch, &batch_span, shutdown)
-            .instrument(batch_span.clone())
-            .await;
-        if done {
-            metrics::histogram!("inventory_batch_duration_seconds").record(started.elapsed().as_secs_f64());
+        let decoded = self.decode(&batch, &span, shutdown).instrument(span.clone()).await;
+        let prepared = match &decoded {
+            Some((commands, _)) if !commands.is_empty() => {
+                let overlay = earlier.as_ref().map(|f| Arc::clone(&f.saving.changes));
+                let prepared = self.service.prepare_events(commands, overlay.as_deref());
+                let prepared = prepared.instrument(span.clone()).await;
+                if overlay.is_some() && matches!(prepared, Ok(Some(_))) {
+                    metrics::counter!("inventory_consumer_batches_overlapped_total").increment(1);
+                }
+                Some(prepared)
+            }
+            _ => None,
+        };
+        let mut clean = true;
+        if let Some(flight) = earlier {
+            let saved = flight.save.await;
+            match self.land(flight.saving, saved, shutdown).await {
+                Landed::Saved => {}
+                Landed::Redone => clean = false,
+                Landed::Stopped => return Processed::Stopped,
+            }
         }
-        done
+        let Some((commands, origins)) = decoded else {
+            return Processed::Stopped;
+        };
+        let mut saving = Saving {
+            batch,
+            commands,
+            origins,
+            outcomes: Vec::new(),
+            changes: Arc::default(),
+            started,
+            span,
+        };
+        match prepared {
+            None => {}
+            Some(Ok(Some(prepared))) if clean => {
+                saving.outcomes = prepared.outcomes;
+                if !prepared.changes.is_empty() {
+                    saving.changes = Arc::new(prepared.changes);
+                    let (service, changes) = (self.service.clone(), Arc::clone(&saving.changes));
+                    let save = tokio::spawn(
+                        async move { service.save_prepared(&changes).await }.instrument(saving.span.clone()),
+                    );
+                    return Processed::Saving(InFlight { save, saving });
+                }
+                for (origin, outcome) in saving.origins.iter().zip(&saving.outcomes) {
+                    answered(origin, *outcome, &saving.batch[origin.index]);
+                }
+            }
+            // Worked out on a view that did not hold, or failed: handled from the start.
+            Some(_) => {
+                let handled = self.handle(&saving.commands, &saving.origins, &saving.batch, shutdown);
+                if !handled.instrument(saving.span.clone()).await {
+                    return Processed::Stopped;
+                }
+            }
+        }
+        self.done(&saving);
+        Processed::Done
     }
 
-    async fn process_in(&self, batch: &[Record], batch_span: &tracing::Span, shutdown: &CancellationToken) -> bool {
+    /// Waits for nothing: answers a saved batch's events and stores its offsets; or, when its
+    /// save failed (nothing was written), handles its events again from the start.
+    async fn land(
+        &self,
+        saving: Saving,
+        saved: Result<Result<(), ServiceError>, tokio::task::JoinError>,
+        shutdown: &CancellationToken,
+    ) -> Landed {
+        let failure = match saved {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(ErrorChain(&e).to_string()),
+            Err(e) => Some(format!("its task ended: {e}")),
+        };
+        let landed = match failure {
+            None => {
+                for (origin, outcome) in saving.origins.iter().zip(&saving.outcomes) {
+                    answered(origin, *outcome, &saving.batch[origin.index]);
+                }
+                Landed::Saved
+            }
+            Some(why) => {
+                metrics::counter!("inventory_consumer_retries_total").increment(1);
+                tracing::warn!(error = %why, size = saving.commands.len(), "a batch's save failed; handling its events again");
+                let handled = self.handle(&saving.commands, &saving.origins, &saving.batch, shutdown);
+                if !handled.instrument(saving.span.clone()).await {
+                    return Landed::Stopped;
+                }
+                Landed::Redone
+            }
+        };
+        self.done(&saving);
+        landed
+    }
+
+    /// A batch is through: its offsets are stored and its time recorded.
+    fn done(&self, saving: &Saving) {
+        for record in &saving.batch {
+            let m = &record.message;
+            if let Err(e) = self.consumer.store_offset(m.topic(), m.partition(), m.offset()) {
+                // The partition was revoked meanwhile; its new owner redelivers, harmlessly.
+                tracing::debug!(error = %e, "offset not stored");
+            }
+        }
+        metrics::histogram!("inventory_batch_duration_seconds").record(saving.started.elapsed().as_secs_f64());
+    }
+
+    /// Decodes a batch: its commands and where each came from; unreadable records go to the dead
+    /// letters. `None` when shutdown interrupted a dead letter.
+    async fn decode(
+        &self,
+        batch: &[Record],
+        batch_span: &tracing::Span,
+        shutdown: &CancellationToken,
+    ) -> Option<(Vec<IncomingEvent>, Vec<Origin>)> {
         // The decoded commands, and for each its type, its record's place in the batch and its span.
         let mut commands: Vec<IncomingEvent> = Vec::new();
         let mut origins: Vec<Origin> = Vec::new();
@@ -319,7 +517,7 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                         .instrument(span.clone())
                         .await
                     {
-                        return false;
+                        return None;
                     }
                     commands.push(event);
                     origins.push(Origin {
@@ -330,22 +528,12 @@ impl<R: InventoryRepository, C: Clock> SagaConsumer<R, C> {
                 }
                 Decoded::Poison { error } => {
                     if !self.dead_letter(record, &error, shutdown).await {
-                        return false;
+                        return None;
                     }
                 }
             }
         }
-        if !commands.is_empty() && !self.handle(&commands, &origins, batch, shutdown).await {
-            return false;
-        }
-        for record in batch {
-            let m = &record.message;
-            if let Err(e) = self.consumer.store_offset(m.topic(), m.partition(), m.offset()) {
-                // The partition was revoked meanwhile; its new owner redelivers, harmlessly.
-                tracing::debug!(error = %e, "offset not stored");
-            }
-        }
-        true
+        Some((commands, origins))
     }
 
     async fn handle(

@@ -56,11 +56,17 @@ impl OutboxStore for PgRepository {
         let mut conn = self.conn().await?;
         let relayed: Result<Relayed, TxError> = conn
             .transaction(async |tx| {
-                let lock: LockRow =
-                    diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, 'outbox'::regclass::oid::int4) AS locked")
-                        .bind::<diesel::sql_types::Integer, _>(RELAY_LOCK_CLASS)
-                        .get_result(tx)
-                        .await?;
+                // The pass's commit only marks rows as published; it does not wait for the disk
+                // (`synchronous_commit` off for this transaction alone). A crash may lose a mark
+                // made in the last moments, and those events are then published again: delivery is
+                // at least once anyway. Reservations and outbox rows are still written durably.
+                let lock: LockRow = diesel::sql_query(
+                    "SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL \
+                            AND pg_try_advisory_xact_lock($1, 'outbox'::regclass::oid::int4) AS locked",
+                )
+                .bind::<diesel::sql_types::Integer, _>(RELAY_LOCK_CLASS)
+                .get_result(tx)
+                .await?;
                 if !lock.locked {
                     return Ok::<Relayed, TxError>(Relayed::Busy);
                 }
