@@ -557,6 +557,84 @@ async fn one_relay_at_a_time_per_outbox_and_other_schemas_never_wait() {
     assert_eq!(OutboxStore::backlog(&second).await.unwrap().pending, 0);
 }
 
+/// The plan of `sql` as text, one line per row.
+async fn plan(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> String {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}"))
+        .load(conn)
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| r.line).collect::<Vec<_>>().join("\n")
+}
+
+/// Published rows keep their entries in `outbox_unpublished` until a vacuum. Without statistics
+/// (a new or emptied outbox, as after the benchmark's reset), the planner's own choice for the
+/// relay's query is a bitmap scan, which reads all of them and their heap pages on every pass and
+/// then sorts; the relay's settings make it walk the index in `id` order and stop at its limit.
+#[tokio::test]
+async fn the_relay_walks_the_unpublished_index_in_order_past_published_rows() {
+    use diesel::sql_types::{Bool, Integer};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = Bool)]
+        locked: bool,
+    }
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    conn.batch_execute(
+        "ALTER TABLE outbox SET (autovacuum_enabled = false); \
+         INSERT INTO outbox (event_id, event_type, message_key, payload) \
+           SELECT gen_random_uuid(), 'E', 'old' || g, '{}' FROM generate_series(1, 20000) g; \
+         UPDATE outbox SET published_at = now(); \
+         INSERT INTO outbox (event_id, event_type, message_key, payload) \
+           SELECT gen_random_uuid(), 'E', 'new' || g, '{}' FROM generate_series(1, 30) g;",
+    )
+    .await
+    .unwrap();
+    let pending = inventory_postgres::RELAY_PENDING.replace("$1", "500");
+
+    // Each plan in a transaction rolled back: EXPLAIN ANALYZE takes the rows' locks.
+    conn.batch_execute("BEGIN").await.unwrap();
+    let default = plan(&mut conn, &pending).await;
+    conn.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        default.contains("Bitmap Index Scan on outbox_unpublished"),
+        "the case this test is about: left to itself, the planner reads the index as a bitmap; got\n{default}"
+    );
+
+    conn.batch_execute("BEGIN").await.unwrap();
+    let lock: Locked = diesel::sql_query(inventory_postgres::RELAY_BEGIN)
+        .bind::<Integer, _>(inventory_postgres::RELAY_LOCK_CLASS)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(lock.locked);
+    let relay = plan(&mut conn, &pending).await;
+    conn.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        relay.contains("Index Scan using outbox_unpublished") && !relay.contains("Bitmap") && !relay.contains("Sort"),
+        "the relay's pass walks the index in order; got\n{relay}"
+    );
+
+    let open = GatedPublisher::new(true);
+    assert_eq!(
+        OutboxStore::relay(&repo(&db, 2), 500, &open).await.unwrap(),
+        Relayed::Published(30)
+    );
+    let expected: Vec<String> = (1..=30).map(|g| format!("new{g}")).collect();
+    assert_eq!(
+        *open.published.lock().unwrap(),
+        expected,
+        "the unpublished rows, in outbox order"
+    );
+}
+
 #[tokio::test]
 async fn settled_reservations_are_purged_with_their_lines_and_holds_never() {
     let db = TestDb::new().await;

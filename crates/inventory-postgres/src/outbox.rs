@@ -16,7 +16,30 @@ use crate::repository::PgRepository;
 /// several instances. The second half is the outbox table's OID: advisory
 /// locks are database-wide, and services (or tests) that keep their tables in
 /// other schemas of the same database must not wait on each other.
-const RELAY_LOCK_CLASS: i32 = 0x0069_6e76; // "inv"
+pub const RELAY_LOCK_CLASS: i32 = 0x0069_6e76; // "inv"
+
+/// The relay's first statement: its transaction's settings, then the relay lock (`$1`, see
+/// [`RELAY_LOCK_CLASS`]); one boolean, `locked`.
+///
+/// - `synchronous_commit` off: the pass's commit only marks rows as published, and need not wait
+///   for the disk. A crash may lose a mark made in the last moments; those events are then
+///   published again, with the same ids (delivery is at least once anyway). Reservations and
+///   outbox rows are still written durably.
+/// - No bitmap or sequential scan: [`RELAY_PENDING`] must walk `outbox_unpublished` in `id` order
+///   and stop at its limit. The index keeps an entry for every row published since the last
+///   vacuum, and after an `ANALYZE` that saw few unpublished rows the planner prefers a bitmap
+///   scan: it reads every such entry and its heap page on every pass, then sorts (measured: 75,000
+///   entries and 1,000 pages for 160 rows, 2.8 ms against 0.12 ms). A plain index scan also marks
+///   the dead entries it passes, so the next pass, and the backlog gauge, skip them.
+pub const RELAY_BEGIN: &str = "SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL \
+        AND set_config('enable_bitmapscan', 'off', true) IS NOT NULL \
+        AND set_config('enable_seqscan', 'off', true) IS NOT NULL \
+        AND pg_try_advisory_xact_lock($1, 'outbox'::regclass::oid::int4) AS locked";
+
+/// The relay's pass: the oldest unpublished rows, at most `$1`, locked.
+pub const RELAY_PENDING: &str = "SELECT id, event_id, event_type, message_key, payload::text AS payload, created_at, \
+        headers::text AS headers \
+     FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
 #[derive(QueryableByName)]
 struct PendingRow {
@@ -56,28 +79,17 @@ impl OutboxStore for PgRepository {
         let mut conn = self.conn().await?;
         let relayed: Result<Relayed, TxError> = conn
             .transaction(async |tx| {
-                // The pass's commit only marks rows as published; it does not wait for the disk
-                // (`synchronous_commit` off for this transaction alone). A crash may lose a mark
-                // made in the last moments, and those events are then published again: delivery is
-                // at least once anyway. Reservations and outbox rows are still written durably.
-                let lock: LockRow = diesel::sql_query(
-                    "SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL \
-                            AND pg_try_advisory_xact_lock($1, 'outbox'::regclass::oid::int4) AS locked",
-                )
-                .bind::<diesel::sql_types::Integer, _>(RELAY_LOCK_CLASS)
-                .get_result(tx)
-                .await?;
+                let lock: LockRow = diesel::sql_query(RELAY_BEGIN)
+                    .bind::<diesel::sql_types::Integer, _>(RELAY_LOCK_CLASS)
+                    .get_result(tx)
+                    .await?;
                 if !lock.locked {
                     return Ok::<Relayed, TxError>(Relayed::Busy);
                 }
-                let rows: Vec<PendingRow> = diesel::sql_query(
-                    "SELECT id, event_id, event_type, message_key, payload::text AS payload, created_at, \
-                            headers::text AS headers \
-                     FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                )
-                .bind::<BigInt, _>(limit)
-                .load(tx)
-                .await?;
+                let rows: Vec<PendingRow> = diesel::sql_query(RELAY_PENDING)
+                    .bind::<BigInt, _>(limit)
+                    .load(tx)
+                    .await?;
                 if rows.is_empty() {
                     return Ok(Relayed::Published(0));
                 }
