@@ -280,10 +280,9 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
             let first = match next {
                 Next::Saved(saved) => {
                     let flight = in_flight.take().expect("a save was in flight");
-                    if self.land(flight.saving, saved, &shutdown).await == Landed::Stopped {
+                    if !self.landed(flight, saved, &shutdown).await {
                         break;
                     }
-                    self.health.batch_done();
                     continue;
                 }
                 Next::Record(Ok(m)) => m,
@@ -310,12 +309,11 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
             // this one's save. Caught up, the save is waited for, which keeps the outcomes prompt.
             let overlap = self.config.batch_overlap && batch.len() >= self.config.batch_max;
             match self.process(batch, in_flight.take(), &shutdown).await {
-                Processed::Saving(flight) if !overlap => {
-                    let saved = flight.save.await;
-                    if self.land(flight.saving, saved, &shutdown).await == Landed::Stopped {
+                Processed::Saving(mut flight) if !overlap => {
+                    let saved = (&mut flight.save).await;
+                    if !self.landed(flight, saved, &shutdown).await {
                         break;
                     }
-                    self.health.batch_done();
                 }
                 Processed::Saving(flight) => {
                     in_flight = Some(flight);
@@ -435,8 +433,23 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
         Processed::Done
     }
 
-    /// Waits for nothing: answers a saved batch's events and stores its offsets; or, when its
-    /// save failed (nothing was written), handles its events again from the start.
+    /// Lands a save in flight whose result is in (see [`Self::land`]) and tells the health the
+    /// batch is through; false when shutdown interrupted it.
+    async fn landed(
+        &self,
+        flight: InFlight,
+        saved: Result<Result<(), ServiceError>, tokio::task::JoinError>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if self.land(flight.saving, saved, shutdown).await == Landed::Stopped {
+            return false;
+        }
+        self.health.batch_done();
+        true
+    }
+
+    /// Given a save's result: answers the saved batch's events and stores its offsets; or, when
+    /// its save failed (nothing was written), handles its events again from the start.
     async fn land(
         &self,
         saving: Saving,
