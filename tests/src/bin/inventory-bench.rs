@@ -357,8 +357,15 @@ fn wall_ms() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-/// Where paced outcomes' time went, from each one's outbox row: (name, p50, p99) per stage.
-async fn paced_stages(config: &Config, prefix: &str, paced: &[Paced]) -> Result<Vec<(&'static str, f64, f64)>, Error> {
+/// Where paced outcomes' time went, from each one's outbox row: (name, p50, p99) per stage. Each
+/// order's stages also go to `<name>.csv` in `.local/bench` (ms since the first send, then the stages),
+/// to see whether the slow ones come together.
+async fn paced_stages(
+    config: &Config,
+    prefix: &str,
+    paced: &[Paced],
+    name: &str,
+) -> Result<Vec<(&'static str, f64, f64)>, Error> {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -378,6 +385,8 @@ async fn paced_stages(config: &Config, prefix: &str, paced: &[Paced]) -> Result<
     .load(&mut conn)
     .await?;
     let mut stages: [Vec<f64>; 4] = Default::default();
+    let first = paced.iter().map(|p| p.sent).fold(f64::INFINITY, f64::min);
+    let mut csv = String::from("sent_ms,total_ms,to_save_ms,to_relay_ms,to_queued_ms,to_read_ms\n");
     for row in rows {
         let Some(p) = row
             .key
@@ -391,6 +400,25 @@ async fn paced_stages(config: &Config, prefix: &str, paced: &[Paced]) -> Result<
         stages[1].push(row.published - row.created);
         stages[2].push(p.queued - row.published);
         stages[3].push(p.received - p.queued);
+        csv.push_str(&format!(
+            "{:.1},{:.1},{:.1},{:.1},{:.1},{:.1}\n",
+            p.sent - first,
+            p.received - p.sent,
+            row.created - p.sent,
+            row.published - row.created,
+            p.queued - row.published,
+            p.received - p.queued
+        ));
+    }
+    let path = config.root.join(".local/bench").join(format!("{name}.csv"));
+    let began = chrono::DateTime::from_timestamp_millis(first as i64).map(|t| t.to_rfc3339());
+    eprintln!(
+        "[bench] paced orders from {}: {}",
+        began.unwrap_or_default(),
+        path.display()
+    );
+    if let Err(e) = std::fs::write(&path, csv) {
+        eprintln!("[bench] cannot write {}: {e}", path.display());
     }
     let names = [
         "sent → the saga's transaction began",
@@ -754,7 +782,13 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     profile.stop()?;
     samples.paced_p50.push(percentile(&mut paced, 0.5));
     samples.paced_p99.push(percentile(&mut paced, 0.99));
-    let stages = paced_stages(config, &format!("{spread_run}-pace"), &moments).await?;
+    let stages = paced_stages(
+        config,
+        &format!("{spread_run}-pace"),
+        &moments,
+        &format!("{}-r{rep}-paced", config.profile),
+    )
+    .await?;
     for (name, p50, p99) in &stages {
         eprintln!("[bench] rep {rep}: paced stage p50 {p50:.1} ms, p99 {p99:.1} ms: {name}");
     }
