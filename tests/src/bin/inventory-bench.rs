@@ -134,6 +134,27 @@ async fn vacuum(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// The service's tables that autovacuum finished vacuuming or analysing since `since` (ms of
+/// wall-clock time): on these 2 cores its worker takes one of them for up to a second.
+async fn autovacuumed_since(config: &Config, since: f64) -> Result<Vec<String>, Error> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT relname || CASE WHEN last_autovacuum >= to_timestamp($1 / 1000) THEN ' (vacuum)' \
+                                ELSE ' (analyze)' END AS name \
+         FROM pg_stat_user_tables \
+         WHERE greatest(last_autovacuum, last_autoanalyze) >= to_timestamp($1 / 1000) ORDER BY relname",
+    )
+    .bind::<diesel::sql_types::Double, _>(since)
+    .load(&mut conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
 async fn hot_version(config: &Config) -> Result<i64, Error> {
     #[derive(diesel::QueryableByName)]
     struct Row {
@@ -660,6 +681,8 @@ struct Samples {
     paced_p99: Vec<f64>,
     /// Per rep: (stage, p50, p99) of the paced outcomes.
     paced_stages: Vec<Vec<(&'static str, f64, f64)>>,
+    /// Per rep: the paced p99, and the tables autovacuum worked on during the window.
+    paced_reps: Vec<(f64, Vec<String>)>,
     pg_read: Vec<f64>,
     http_read: Vec<f64>,
     http_read_p99: Vec<f64>,
@@ -794,10 +817,13 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     )
     .await;
     let profile = Profile::attach(config, &service, "paced")?;
+    let window = wall_ms();
     let (mut paced, moments) = paced_latencies(config, &reader, &spread_run, rate * config.paced_fraction, 5.0).await?;
     profile.stop()?;
     samples.paced_p50.push(percentile(&mut paced, 0.5));
     samples.paced_p99.push(percentile(&mut paced, 0.99));
+    let vacuumed = autovacuumed_since(config, window).await?;
+    samples.paced_reps.push((percentile(&mut paced, 0.99), vacuumed));
     let stages = paced_stages(
         config,
         &format!("{spread_run}-pace"),
@@ -984,6 +1010,17 @@ async fn main() -> Result<(), Error> {
                 median(&mut p50),
                 median(&mut p99)
             ));
+        }
+    }
+    if !samples.paced_reps.is_empty() {
+        report.push_str("\nPaced p99 per rep, and what autovacuum did during its 5 s window:\n\n");
+        for (rep, (p99, vacuumed)) in samples.paced_reps.iter().enumerate() {
+            let vacuumed = if vacuumed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                vacuumed.join(", ")
+            };
+            report.push_str(&format!("- rep {}: {p99:.1} ms; autovacuum: {vacuumed}\n", rep + 1));
         }
     }
     println!("{report}");
