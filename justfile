@@ -122,7 +122,8 @@ _dev-secret:
 
 # Measure the service against pgbench and wrk baselines on the same database (medians of BENCH_REPS runs),
 # in two profiles: `durable` (a PostgreSQL cluster of the benchmark's own with fsync, synchronous_commit and
-# full_page_writes on) and `fast` (the development stack, all three off). BENCH_PROFILES picks them.
+# full_page_writes on) and `fast` (the development stack, all three off). BENCH_PROFILES picks them. Both use
+# a Kafka broker created empty for the run.
 bench: stack-up
     #!/usr/bin/env bash
     set -euo pipefail
@@ -130,15 +131,26 @@ bench: stack-up
     command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
     command -v pgbench >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-contrib; }
     cargo build --release -p inventory-app -p inventory-tests --bin inventory-app --bin inventory-bench
+    # A Kafka broker of the benchmark's own, created empty: the development broker keeps every topic
+    # the tests and earlier runs made (thousands of partitions seen), and its heap then collects
+    # garbage every few seconds under load, pausing for 12-25 ms each time.
+    kdir="$PWD/.local/bench/kafka"
+    bash deploy/local/instance.sh kafka-remove "$kdir"
+    kport=$(bash deploy/local/instance.sh free-port 26700)
+    kcport=$(bash deploy/local/instance.sh free-port $((kport + 1)))
+    bash deploy/local/instance.sh kafka-start "$kdir" "$kport" "$kcport"
+    cleanup() { bash deploy/local/instance.sh kafka-remove "$kdir"; }
+    trap cleanup EXIT
+    export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$kport"
     for profile in ${BENCH_PROFILES:-durable fast}; do
       case "$profile" in
         durable)
           dir="$PWD/.local/bench/pg-durable"
           port=$(bash deploy/local/instance.sh free-port 26600)
           bash deploy/local/instance.sh pg-start "$dir" "$port"
-          trap 'bash deploy/local/instance.sh pg-stop "$dir" fast' EXIT
+          trap 'bash deploy/local/instance.sh pg-stop "$dir" fast; cleanup' EXIT
           BENCH_PROFILE=durable DATABASE_URL="postgres://postgres@127.0.0.1:$port/inventory_db" ./target/release/inventory-bench
-          bash deploy/local/instance.sh pg-stop "$dir" fast; trap - EXIT
+          bash deploy/local/instance.sh pg-stop "$dir" fast; trap cleanup EXIT
           ;;
         fast) BENCH_PROFILE=fast ./target/release/inventory-bench ;;
         *) echo "unknown profile $profile (durable, fast)" >&2; exit 2 ;;
