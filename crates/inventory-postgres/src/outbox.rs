@@ -27,10 +27,11 @@ pub const RELAY_LOCK_CLASS: i32 = 0x0069_6e76; // "inv"
 ///   outbox rows are still written durably.
 /// - No bitmap or sequential scan: [`RELAY_PENDING`] must walk `outbox_unpublished` in `id` order
 ///   and stop at its limit. The index keeps an entry for every row published since the last
-///   vacuum, and after an `ANALYZE` that saw few unpublished rows the planner prefers a bitmap
-///   scan: it reads every such entry and its heap page on every pass, then sorts (measured: 75,000
-///   entries and 1,000 pages for 160 rows, 2.8 ms against 0.12 ms). A plain index scan also marks
-///   the dead entries it passes, so the next pass, and the backlog gauge, skip them.
+///   vacuum. When the outbox has no statistics, or stale ones (a new or emptied outbox), the
+///   planner prefers a bitmap scan: it reads every such entry and its heap page on every pass, then
+///   sorts (measured: 75,000 entries and 974 heap pages for 160 rows, 2.8 ms against 0.12 ms). A
+///   plain index scan also marks the dead entries it passes, so the next pass, and the backlog
+///   gauge, skip them.
 pub const RELAY_BEGIN: &str = "SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL \
         AND set_config('enable_bitmapscan', 'off', true) IS NOT NULL \
         AND set_config('enable_seqscan', 'off', true) IS NOT NULL \
