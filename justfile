@@ -147,6 +147,8 @@ bench: stack-up
         durable)
           dir="$PWD/.local/bench/pg-durable"
           port=$(bash deploy/local/instance.sh free-port 26600)
+          # Created for this run, with the settings deploy/local/lib.sh gives a new cluster.
+          bash deploy/local/instance.sh pg-remove "$dir"
           bash deploy/local/instance.sh pg-start "$dir" "$port"
           trap 'bash deploy/local/instance.sh pg-stop "$dir" fast; cleanup' EXIT
           BENCH_PROFILE=durable DATABASE_URL="postgres://postgres@127.0.0.1:$port/inventory_db" ./target/release/inventory-bench

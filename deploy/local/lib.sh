@@ -83,12 +83,15 @@ pg_init() {
     mkdir -p "$dir"
   fi
   as_pg_owner "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-  cat >> "$dir/postgresql.conf" <<CONF
+  cat >> "$dir/postgresql.conf" <<'CONF'
 # inventory local cluster
 listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 max_connections = 300
 shared_buffers = 256MB
+# Per-statement execution times (the view pg_stat_statements, once the extension is created):
+# the benchmark reads them, and they are what an operator asks first of a slow database.
+shared_preload_libraries = 'pg_stat_statements'
 CONF
   if [ "${PG_DURABLE:-0}" = 1 ]; then
     # Crashed on purpose by tests (pg_ctl stop -m immediate): a commit it acknowledged must survive.

@@ -24,6 +24,10 @@
 //! The baselines run with the `inventory` trigger that feeds the service's
 //! read cache turned off: a service without that cache would not have it.
 //!
+//! Where `pg_stat_statements` is loaded (clusters created by `deploy/local/lib.sh`), the report
+//! also splits PostgreSQL's execution time per 3-line order by statement, pgbench's against the
+//! service's.
+//!
 //! With BENCH_PERF set, `perf record` samples the service during each phase; flat profiles go to
 //! `.local/bench/perf/<profile>-<phase>.txt` (the figures of such a run are not comparable).
 //!
@@ -166,6 +170,78 @@ async fn hot_version(config: &Config) -> Result<i64, Error> {
         .get_result(&mut conn)
         .await?;
     Ok(row.version)
+}
+
+/// One statement's PostgreSQL execution time in the benchmark's database, from `pg_stat_statements`.
+#[derive(diesel::QueryableByName)]
+struct Statement {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    query: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    calls: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    rows: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    ms: f64,
+}
+
+/// Clears `pg_stat_statements` before a timed phase; false when the cluster does not load it (a
+/// development cluster created before `deploy/local/lib.sh` preloaded it), and the breakdown is
+/// then left out of the report.
+async fn statements_reset(config: &Config) -> Result<bool, Error> {
+    #[derive(diesel::QueryableByName)]
+    struct Loaded {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        loaded: bool,
+    }
+    let mut conn = AsyncPgConnection::establish(&config.admin_url).await?;
+    let row: Loaded =
+        diesel::sql_query("SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%' AS loaded")
+            .get_result(&mut conn)
+            .await?;
+    if row.loaded {
+        conn.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
+            .await?;
+    }
+    Ok(row.loaded)
+}
+
+/// What each statement cost in the benchmark's database since [`statements_reset`], dearest first.
+async fn statements(config: &Config) -> Result<Vec<Statement>, Error> {
+    let mut conn = AsyncPgConnection::establish(&config.admin_url).await?;
+    Ok(diesel::sql_query(
+        "SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, rows, total_exec_time AS ms \
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'inventory_bench') \
+         AND calls > 0 ORDER BY total_exec_time DESC",
+    )
+    .load(&mut conn)
+    .await?)
+}
+
+/// PostgreSQL's execution time per order, µs, in total and by statement (dearest first): orders are
+/// the rows the `reservations` insert wrote (one per order on both sides).
+struct PerOrder {
+    total_us: f64,
+    /// Statement (its first 90 characters), µs per order, calls per order.
+    statements: Vec<(String, f64, f64)>,
+}
+
+fn per_order(statements: &[Statement]) -> Option<PerOrder> {
+    let orders = statements
+        .iter()
+        .find(|s| s.query.starts_with("INSERT INTO reservations "))
+        .map(|s| s.rows as f64)
+        .filter(|n| *n > 0.0)?;
+    Some(PerOrder {
+        total_us: statements.iter().map(|s| s.ms).sum::<f64>() * 1000.0 / orders,
+        statements: statements
+            .iter()
+            .map(|s| {
+                let short: String = s.query.chars().take(90).collect();
+                (short, s.ms * 1000.0 / orders, s.calls as f64 / orders)
+            })
+            .collect(),
+    })
 }
 
 /// Turns the trigger that feeds the service's read cache off (for the baselines) or on.
@@ -691,6 +767,8 @@ struct Samples {
     http_ceiling: Vec<f64>,
     growth_reserve: Vec<f64>,
     peak_rss_mb: Vec<f64>,
+    /// Per rep, 3-line orders: PostgreSQL's execution time for pgbench's and for the service's.
+    statements: Vec<(Vec<Statement>, Vec<Statement>)>,
 }
 
 /// One order's product ids: `lines` distinct products spread over `products`.
@@ -710,9 +788,12 @@ async fn baselines(config: &Config, rep: usize, samples: &mut Samples) -> Result
     );
     samples.pg_reserve.push(pgbench(config, "reserve.sql", config.clients)?);
     eprintln!("[bench] rep {rep}: pgbench 3-line reservation transaction");
+    let counted = statements_reset(config).await?;
     samples
         .pg_reserve3
         .push(pgbench(config, "reserve3.sql", config.clients)?);
+    let counts = if counted { statements(config).await? } else { Vec::new() };
+    samples.statements.push((counts, Vec::new()));
     eprintln!("[bench] rep {rep}: pgbench optimistic hot row");
     let before = hot_version(config).await?;
     pgbench(config, "hot.sql", config.clients)?;
@@ -768,6 +849,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     profile.stop()?;
     samples.svc_reserve.push(rate);
     eprintln!("[bench] rep {rep}: {} 3-line orders", config.orders);
+    let counted = statements_reset(config).await?;
     let profile = Profile::attach(config, &service, "reserve-3-line")?;
     let three = format!("{spread_run}-3");
     let rate3 = timed_run(
@@ -780,6 +862,9 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     )
     .await?;
     profile.stop()?;
+    if counted && let Some(rep_counts) = samples.statements.last_mut() {
+        rep_counts.1 = statements(config).await?;
+    }
     samples.svc_reserve3.push(rate3);
     eprintln!("[bench] rep {rep}: service: 1-line {rate:.0}/s, 3-line {rate3:.0}/s");
 
@@ -902,6 +987,45 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     Ok(())
 }
 
+/// PostgreSQL's execution time per 3-line order, pgbench's against the service's: the medians of
+/// the reps' totals, then the last rep's dearest statements on each side.
+fn statement_report(reps: &[(Vec<Statement>, Vec<Statement>)], clients: usize) -> String {
+    let sides: Vec<_> = reps.iter().map(|(pg, svc)| (per_order(pg), per_order(svc))).collect();
+    let mut pg: Vec<f64> = sides
+        .iter()
+        .filter_map(|(pg, _)| pg.as_ref().map(|p| p.total_us))
+        .collect();
+    let mut svc: Vec<f64> = sides
+        .iter()
+        .filter_map(|(_, svc)| svc.as_ref().map(|s| s.total_us))
+        .collect();
+    if pg.is_empty() || svc.is_empty() {
+        return "\nNo statement breakdown: this PostgreSQL does not load pg_stat_statements \
+                (clusters created by deploy/local/lib.sh do; recreate an older one).\n"
+            .to_owned();
+    }
+    let mut out = format!(
+        "\nPostgreSQL's execution time per 3-line order (pg_stat_statements; median of reps): pgbench \
+         {:.1} µs, the service {:.1} µs (its relay's and loads' statements included). It is time inside \
+         the executor, waits for a lock or a core included: pgbench's {} backends share the machine's cores.\n",
+        median(&mut pg),
+        median(&mut svc),
+        clients
+    );
+    if let Some((Some(pg), Some(svc))) = sides.last() {
+        for (side, last) in [("pgbench", pg), ("the service", svc)] {
+            out.push_str(&format!(
+                "\nLast rep, {side}: {:.1} µs per order\n\n| statement | µs per order | calls per order |\n|---|---|---|\n",
+                last.total_us
+            ));
+            for (query, us, calls) in last.statements.iter().take(10) {
+                out.push_str(&format!("| `{}` | {us:.1} | {calls:.3} |\n", query.replace('|', "\\|")));
+            }
+        }
+    }
+    out
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -1022,6 +1146,7 @@ async fn main() -> Result<(), Error> {
             report.push_str(&format!("- rep {}: {p99:.1} ms; autovacuum: {vacuumed}\n", rep + 1));
         }
     }
+    report.push_str(&statement_report(&samples.statements, config.clients));
     println!("{report}");
     let dir = config.root.join(".local/bench");
     std::fs::create_dir_all(&dir)?;
