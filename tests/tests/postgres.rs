@@ -703,3 +703,94 @@ async fn a_payment_stored_before_its_order_is_settled_by_the_late_create() {
     let stock = svc.get_stock(&pid("a")).await.unwrap().unwrap();
     assert_eq!((stock.quantity(), stock.reserved()), (6, 0));
 }
+
+/// What `reservation_lines`' foreign keys guaranteed, checked per statement since migration
+/// 000011: a line names a reservation and a product that exist; a product with lines cannot be
+/// deleted or renamed, nor a reservation's order id changed; a reservation deleted takes its lines.
+#[tokio::test]
+async fn reservation_lines_keep_their_references_checked_per_statement() {
+    use diesel::result::{DatabaseErrorKind, Error};
+    #[track_caller]
+    fn refused(result: Result<(), Error>, naming: &str) {
+        match result {
+            Err(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info)) => {
+                assert!(info.message().contains(naming), "{}", info.message())
+            }
+            other => panic!("expected a foreign-key violation naming {naming}, got {other:?}"),
+        }
+    }
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    conn.batch_execute(
+        "INSERT INTO inventory (id, product_id, quantity) VALUES \
+           (gen_random_uuid(), 'held', 10), (gen_random_uuid(), 'free', 10), (gen_random_uuid(), 'other', 10); \
+         INSERT INTO reservations (order_id, status) VALUES ('o1', 'FAILED'), ('o2', 'FAILED'); \
+         INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES ('o1', 'held', 1), ('o2', 'held', 2);",
+    )
+    .await
+    .unwrap();
+
+    // One bad line among good ones refuses the whole statement.
+    refused(
+        conn.batch_execute("INSERT INTO reservation_lines VALUES ('o1', 'other', 1), ('nobody', 'other', 1)")
+            .await,
+        "order nobody",
+    );
+    refused(
+        conn.batch_execute("INSERT INTO reservation_lines VALUES ('o2', 'other', 1), ('o2', 'ghost', 1)")
+            .await,
+        "product ghost",
+    );
+    refused(
+        conn.batch_execute("UPDATE reservation_lines SET product_id = 'ghost' WHERE order_id = 'o1'")
+            .await,
+        "product ghost",
+    );
+    refused(
+        conn.batch_execute("DELETE FROM inventory WHERE product_id = 'held'")
+            .await,
+        "product held",
+    );
+    refused(
+        conn.batch_execute("UPDATE inventory SET product_id = 'renamed' WHERE product_id = 'held'")
+            .await,
+        "product held",
+    );
+    refused(
+        conn.batch_execute("UPDATE reservations SET order_id = 'o1b' WHERE order_id = 'o1'")
+            .await,
+        "order o1",
+    );
+    // Nothing of the refused statements stayed.
+    assert_eq!(
+        texts(
+            &mut conn,
+            "SELECT order_id || ' ' || product_id || ' ' || quantity AS text FROM reservation_lines"
+        )
+        .await,
+        ["o1 held 1", "o2 held 2"]
+    );
+
+    // What the rules allow: a product without lines goes; a stock change of a held product, and
+    // a good line, are written; a reservation deleted takes its lines, and no other's.
+    conn.batch_execute(
+        "DELETE FROM inventory WHERE product_id = 'free'; \
+         UPDATE inventory SET quantity = quantity + 1, version = version + 1 WHERE product_id = 'held'; \
+         INSERT INTO reservation_lines VALUES ('o2', 'other', 1); \
+         DELETE FROM reservations WHERE order_id = 'o1';",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        texts(
+            &mut conn,
+            "SELECT order_id || ' ' || product_id || ' ' || quantity AS text FROM reservation_lines"
+        )
+        .await,
+        ["o2 held 2", "o2 other 1"]
+    );
+    assert_eq!(
+        texts(&mut conn, "SELECT product_id AS text FROM inventory").await,
+        ["held", "other"]
+    );
+}
