@@ -352,7 +352,7 @@ monitor_up() {
   local dir
   dir="$(pgdir monitor)"
   if [ ! -f "$PG_RUN/monitor.created" ]; then
-    PG_DURABLE=1 pg_init "$dir"
+    PG_DURABLE=1 PG_STAT_STATEMENTS=0 pg_init "$dir"
     log "creating the pg_auto_failover monitor on 127.0.0.1:$PG_MONITOR_PORT"
     autoctl create monitor --pgdata "$dir" --pgport "$PG_MONITOR_PORT" --hostname 127.0.0.1 \
       --auth trust --no-ssl >> "$PG_RUN/monitor.log" 2>&1 \
@@ -377,7 +377,7 @@ node_up() { # N
   if [ ! -f "$PG_RUN/node$n.created" ]; then
     # Node 1 is initialised here (superuser postgres, trust on loopback, durable); node 2 is
     # an empty folder that pg_autoctl fills with a base backup of the primary.
-    if [ "$n" = 1 ]; then PG_DURABLE=1 pg_init "$dir"; else pg_owned_dir "$dir"; fi
+    if [ "$n" = 1 ]; then PG_DURABLE=1 PG_STAT_STATEMENTS=0 pg_init "$dir"; else pg_owned_dir "$dir"; fi
     log "creating PostgreSQL node $n on 127.0.0.1:$(node_port "$n") (pg_auto_failover)"
     autoctl create postgres --pgdata "$dir" --pgport "$(node_port "$n")" --pghost 127.0.0.1 \
       --listen 127.0.0.1 --hostname 127.0.0.1 --username postgres --dbname "$PG_DB" --name "node$n" \

@@ -89,10 +89,13 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 max_connections = 300
 shared_buffers = 256MB
-# Per-statement execution times (the view pg_stat_statements, once the extension is created):
-# the benchmark reads them, and they are what an operator asks first of a slow database.
-shared_preload_libraries = 'pg_stat_statements'
 CONF
+  if [ "${PG_STAT_STATEMENTS:-1}" = 1 ]; then
+    # Per-statement execution times (the view pg_stat_statements, once the extension is created):
+    # the benchmark reads them, and they are what an operator asks first of a slow database.
+    # PG_STAT_STATEMENTS=0 leaves shared_preload_libraries alone (pg_auto_failover sets its own).
+    printf "shared_preload_libraries = 'pg_stat_statements'\n" >> "$dir/postgresql.conf"
+  fi
   if [ "${PG_DURABLE:-0}" = 1 ]; then
     # Crashed on purpose by tests (pg_ctl stop -m immediate): a commit it acknowledged must survive.
     printf 'fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n' >> "$dir/postgresql.conf"
