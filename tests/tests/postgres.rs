@@ -794,3 +794,52 @@ async fn reservation_lines_keep_their_references_checked_per_statement() {
         ["held", "other"]
     );
 }
+
+/// Migration 000012: pages of `inventory` keep room, so the saga's update of a row written by a
+/// bulk insert stays in its page (a HOT update, no new index entries) rather than moving out of a
+/// full one. Rows are located by `ctid` (page, slot) before and after. Each batch takes one
+/// product in 100, as orders over many products do: a page's rows are updated over many
+/// transactions, and the versions each leaves behind are pruned in between.
+#[tokio::test]
+async fn stock_rows_filled_in_bulk_are_updated_in_place() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let products = 2_000;
+    conn.batch_execute(&format!(
+        "INSERT INTO inventory (id, product_id, quantity) \
+         SELECT gen_random_uuid(), 'p' || g, 10 FROM generate_series(0, {products} - 1) g"
+    ))
+    .await
+    .unwrap();
+    let pages = "SELECT product_id || ' ' || (ctid::text::point)[0] AS text FROM inventory";
+    let before = texts(&mut conn, pages).await;
+    let used = texts(
+        &mut conn,
+        "SELECT count(DISTINCT (ctid::text::point)[0])::text AS text FROM inventory",
+    )
+    .await;
+    assert!(
+        used[0].parse::<usize>().unwrap() > 10,
+        "the rows span many pages: {used:?}"
+    );
+
+    let svc = service(repo(&db, 2), 3);
+    for offset in 0..100 {
+        let batch: Vec<_> = (offset..products)
+            .step_by(100)
+            .map(|i| reserve(&format!("o-{i}"), &[(&format!("p{i}"), 1)]))
+            .collect();
+        let outcomes = svc.handle_events(&batch).await.unwrap();
+        assert!(outcomes.iter().all(|o| *o == Outcome::Reserved), "{outcomes:?}");
+    }
+    let reserved = texts(&mut conn, "SELECT sum(reserved)::text AS text FROM inventory").await;
+    assert_eq!(reserved, [products.to_string()], "every row was updated");
+    let after = texts(&mut conn, pages).await;
+    let moved: Vec<_> = before.iter().zip(&after).filter(|(b, a)| b != a).collect();
+    assert!(
+        moved.is_empty(),
+        "{} of {products} rows moved page, e.g. {:?}",
+        moved.len(),
+        moved.first()
+    );
+}

@@ -769,6 +769,8 @@ struct Samples {
     peak_rss_mb: Vec<f64>,
     /// Per rep, 3-line orders: PostgreSQL's execution time for pgbench's and for the service's.
     statements: Vec<(Vec<Statement>, Vec<Statement>)>,
+    /// Per rep, the service's 1-line orders: over the products, and over the growth run's.
+    growth_statements: Vec<(Vec<Statement>, Vec<Statement>)>,
 }
 
 /// One order's product ids: `lines` distinct products spread over `products`.
@@ -836,6 +838,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     wait_ready(&service.addr).await?;
     let reader = outcome_reader(config, &spread_run)?;
     warm_up(&producer, &reader, &spread_run, "p0").await?;
+    let counted = statements_reset(config).await?;
     let profile = Profile::attach(config, &service, "reserve-1-line")?;
     let rate = timed_run(
         &producer,
@@ -847,6 +850,14 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     )
     .await?;
     profile.stop()?;
+    let one_line = if counted { statements(config).await? } else { Vec::new() };
+    samples.growth_statements.push((one_line, Vec::new()));
+    save_metrics(
+        config,
+        &service.addr,
+        &format!("{}-r{rep}-after-1-line", config.profile),
+    )
+    .await;
     samples.svc_reserve.push(rate);
     eprintln!("[bench] rep {rep}: {} 3-line orders", config.orders);
     let counted = statements_reset(config).await?;
@@ -972,6 +983,8 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         wait_ready(&service.addr).await?;
         let reader = outcome_reader(config, &grown)?;
         warm_up(&producer, &reader, &grown, "p0").await?;
+        let counted = statements_reset(config).await?;
+        let profile = Profile::attach(config, &service, "growth")?;
         let rate = timed_run(
             &producer,
             &reader,
@@ -981,39 +994,50 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
             spread(config.growth_products, 1),
         )
         .await?;
+        profile.stop()?;
+        if counted && let Some(rep_counts) = samples.growth_statements.last_mut() {
+            rep_counts.1 = statements(config).await?;
+        }
+        save_metrics(
+            config,
+            &service.addr,
+            &format!("{}-r{rep}-after-growth", config.profile),
+        )
+        .await;
         samples.growth_reserve.push(rate);
         drop(service);
     }
     Ok(())
 }
 
-/// PostgreSQL's execution time per 3-line order, pgbench's against the service's: the medians of
-/// the reps' totals, then the last rep's dearest statements on each side.
-fn statement_report(reps: &[(Vec<Statement>, Vec<Statement>)], clients: usize) -> String {
-    let sides: Vec<_> = reps.iter().map(|(pg, svc)| (per_order(pg), per_order(svc))).collect();
-    let mut pg: Vec<f64> = sides
-        .iter()
-        .filter_map(|(pg, _)| pg.as_ref().map(|p| p.total_us))
-        .collect();
-    let mut svc: Vec<f64> = sides
-        .iter()
-        .filter_map(|(_, svc)| svc.as_ref().map(|s| s.total_us))
-        .collect();
-    if pg.is_empty() || svc.is_empty() {
-        return "\nNo statement breakdown: this PostgreSQL does not load pg_stat_statements \
-                (clusters created by deploy/local/lib.sh do; recreate an older one).\n"
-            .to_owned();
+/// PostgreSQL's execution time per order on two sides (pgbench's and the service's 3-line orders;
+/// the service's 1-line orders over the products and over the growth run's): the medians of the
+/// reps' totals, then the last rep's dearest statements on each side.
+fn statement_report(what: &str, names: [&str; 2], reps: &[(Vec<Statement>, Vec<Statement>)], note: &str) -> String {
+    let sides: Vec<_> = reps.iter().map(|(a, b)| (per_order(a), per_order(b))).collect();
+    let mut totals: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for (a, b) in &sides {
+        for (i, side) in [a, b].into_iter().enumerate() {
+            totals[i].extend(side.as_ref().map(|p| p.total_us));
+        }
     }
+    if totals.iter().any(Vec::is_empty) {
+        return format!(
+            "\nNo statement breakdown for {what}s: this PostgreSQL does not load pg_stat_statements \
+             (clusters created by deploy/local/lib.sh do; recreate an older one).\n"
+        );
+    }
+    let [mut first, mut second] = totals;
     let mut out = format!(
-        "\nPostgreSQL's execution time per 3-line order (pg_stat_statements; median of reps): pgbench \
-         {:.1} µs, the service {:.1} µs (its relay's and loads' statements included). It is time inside \
-         the executor, waits for a lock or a core included: pgbench's {} backends share the machine's cores.\n",
-        median(&mut pg),
-        median(&mut svc),
-        clients
+        "\nPostgreSQL's execution time per {what} (pg_stat_statements; median of reps): {} {:.1} µs, \
+         {} {:.1} µs. {note}\n",
+        names[0],
+        median(&mut first),
+        names[1],
+        median(&mut second),
     );
-    if let Some((Some(pg), Some(svc))) = sides.last() {
-        for (side, last) in [("pgbench", pg), ("the service", svc)] {
+    if let Some((Some(a), Some(b))) = sides.last() {
+        for (side, last) in [(names[0], a), (names[1], b)] {
             out.push_str(&format!(
                 "\nLast rep, {side}: {:.1} µs per order\n\n| statement | µs per order | calls per order |\n|---|---|---|\n",
                 last.total_us
@@ -1146,7 +1170,27 @@ async fn main() -> Result<(), Error> {
             report.push_str(&format!("- rep {}: {p99:.1} ms; autovacuum: {vacuumed}\n", rep + 1));
         }
     }
-    report.push_str(&statement_report(&samples.statements, config.clients));
+    report.push_str(&statement_report(
+        "3-line order",
+        ["pgbench", "the service"],
+        &samples.statements,
+        &format!(
+            "The service's relay's and loads' statements are included. It is time inside the executor, \
+             waits for a lock or a core included: pgbench's {} backends share the machine's cores.",
+            config.clients
+        ),
+    ));
+    if config.growth_products > 0 {
+        report.push_str(&statement_report(
+            "1-line order",
+            [
+                &format!("the service over {} products", config.products),
+                &format!("over {}", config.growth_products),
+            ],
+            &samples.growth_statements,
+            "Where the growth run's time goes in the database.",
+        ));
+    }
     println!("{report}");
     let dir = config.root.join(".local/bench");
     std::fs::create_dir_all(&dir)?;
