@@ -7,6 +7,7 @@ mod errors;
 pub mod listen;
 mod outbox;
 mod pool;
+mod prepared;
 mod repository;
 mod rows;
 mod schema;

@@ -9,6 +9,7 @@ use inventory_domain::{EventPublisher, OutboxBacklog, OutboxStore, PendingEvent,
 use uuid::Uuid;
 
 use crate::errors::{TxError, db_error};
+use crate::prepared::Prepared;
 use crate::repository::PgRepository;
 
 /// First half of the key of the transaction-scoped advisory lock that makes
@@ -80,15 +81,14 @@ impl OutboxStore for PgRepository {
         let mut conn = self.conn().await?;
         let relayed: Result<Relayed, TxError> = conn
             .transaction(async |tx| {
-                let lock: LockRow = diesel::sql_query(RELAY_BEGIN)
-                    .bind::<diesel::sql_types::Integer, _>(RELAY_LOCK_CLASS)
-                    .get_result(tx)
-                    .await?;
+                let lock: LockRow =
+                    Prepared(diesel::sql_query(RELAY_BEGIN).bind::<diesel::sql_types::Integer, _>(RELAY_LOCK_CLASS))
+                        .get_result(tx)
+                        .await?;
                 if !lock.locked {
                     return Ok::<Relayed, TxError>(Relayed::Busy);
                 }
-                let rows: Vec<PendingRow> = diesel::sql_query(RELAY_PENDING)
-                    .bind::<BigInt, _>(limit)
+                let rows: Vec<PendingRow> = Prepared(diesel::sql_query(RELAY_PENDING).bind::<BigInt, _>(limit))
                     .load(tx)
                     .await?;
                 if rows.is_empty() {
@@ -112,10 +112,12 @@ impl OutboxStore for PgRepository {
                     .collect();
                 publisher.publish(&events).await.map_err(TxError::Publish)?;
                 let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-                diesel::sql_query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                    .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
-                    .execute(tx)
-                    .await?;
+                Prepared(
+                    diesel::sql_query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                        .bind::<diesel::sql_types::Array<BigInt>, _>(ids),
+                )
+                .execute(tx)
+                .await?;
                 Ok(Relayed::Published(events.len()))
             })
             .await;

@@ -1,7 +1,7 @@
 //! The domain's repository port over PostgreSQL.
 //!
 //! Reads take no locks. A save (see `writes`) runs in one transaction: it locks the stock
-//! rows it changes in product-id order (so two savers never deadlock),
+//! rows it changes in id order, as it updates them (so two savers never deadlock),
 //! checks every version it expects, and writes each table with one
 //! statement over `unnest`ed arrays, however many rows the change has.
 

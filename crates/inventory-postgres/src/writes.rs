@@ -1,5 +1,5 @@
-//! A change set written in one transaction: stock rows locked in
-//! product-id order and version-checked, then each table written with one
+//! A change set written in one transaction: stock rows updated (and locked) in
+//! id order and version-checked, then each table written with one
 //! statement over `unnest`ed arrays, however many rows the change has.
 //!
 //! The statements are pipelined: all are sent before the first answer is read
@@ -15,8 +15,9 @@ use futures_util::future::BoxFuture;
 use inventory_domain::{AddOutcome, Adjustment, AdjustmentReason, ChangeSet, IdempotencyRecord, StockAddition};
 
 use crate::errors::TxError;
+use crate::prepared::Prepared;
 use crate::rows::{StockRow, status_to_row};
-use crate::schema::{idempotency_keys, inventory};
+use crate::schema::idempotency_keys;
 
 fn to_i32(v: u32) -> Result<i32, TxError> {
     i32::try_from(v).map_err(|_| TxError::Invalid(format!("{v} does not fit a PostgreSQL integer")))
@@ -146,81 +147,86 @@ fn thresholds(writes: &[&inventory_domain::StockWrite]) -> Result<Vec<Option<i32
 fn write_stock(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), TxError> {
     let (updates, inserts): (Vec<_>, Vec<_>) = changes.stock.iter().partition(|w| w.expected_version.is_some());
     if !updates.is_empty() {
-        let mut ids: Vec<String> = updates.iter().map(|w| w.inventory.product_id().to_string()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        // Lock in product-id order first: concurrent savers then queue instead of deadlocking. A
-        // row missing is a conflict; a version moved on is one too, found by the update below.
-        let locked = ids.len();
-        let lock = inventory::table
-            .filter(inventory::product_id.eq_any(ids))
-            .order(inventory::product_id.asc())
-            .select(inventory::version)
-            .for_update()
-            .execute(&mut pipeline.conn());
-        pipeline.push(lock, Some(locked));
-        let update = diesel::sql_query(
-            "UPDATE inventory AS i \
+        // One statement locks and writes the rows, in `id` order, so concurrent savers queue
+        // instead of deadlocking. The order is the plan's: the rows come from the arrays (sorted
+        // by id) in a nested loop over the primary key. Hash, merge, sequential and bitmap plans,
+        // whose order is the table's, are turned off for the rest of this transaction (its other
+        // statements probe by key too). A row missing or a version moved on updates fewer rows:
+        // a conflict, and the batch is redone from fresh state.
+        let mut updates = updates;
+        updates.sort_unstable_by_key(|w| w.inventory.id());
+        let ordered = Prepared(diesel::sql_query(
+            "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), \
+                    set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
+        ))
+        .execute(&mut pipeline.conn());
+        pipeline.push(ordered, Some(1));
+        let update = Prepared(
+            diesel::sql_query(
+                "UPDATE inventory AS i \
              SET quantity = v.quantity, reserved = v.reserved, version = v.version, updated_at = v.updated_at, \
                  low_stock_threshold = v.low_stock_threshold \
              FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::timestamptz[], $7::int4[]) \
                   AS v(id, quantity, reserved, version, expected, updated_at, low_stock_threshold) \
              WHERE i.id = v.id AND i.version = v.expected",
+            )
+            .bind::<Array<diesel::sql_types::Uuid>, _>(updates.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(
+                updates
+                    .iter()
+                    .map(|w| to_i32(w.inventory.quantity()))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .bind::<Array<Integer>, _>(
+                updates
+                    .iter()
+                    .map(|w| to_i32(w.inventory.reserved()))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(
+                updates
+                    .iter()
+                    .map(|w| w.expected_version.unwrap_or(-1))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Integer>>, _>(thresholds(&updates)?),
         )
-        .bind::<Array<diesel::sql_types::Uuid>, _>(updates.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
-        .bind::<Array<Integer>, _>(
-            updates
-                .iter()
-                .map(|w| to_i32(w.inventory.quantity()))
-                .collect::<Result<Vec<_>, _>>()?,
-        )
-        .bind::<Array<Integer>, _>(
-            updates
-                .iter()
-                .map(|w| to_i32(w.inventory.reserved()))
-                .collect::<Result<Vec<_>, _>>()?,
-        )
-        .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(
-            updates
-                .iter()
-                .map(|w| w.expected_version.unwrap_or(-1))
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Integer>>, _>(thresholds(&updates)?)
         .execute(&mut pipeline.conn());
         pipeline.push(update, Some(updates.len()));
     }
     if !inserts.is_empty() {
-        let insert = diesel::sql_query(
-            "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at, low_stock_threshold) \
+        let insert = Prepared(
+            diesel::sql_query(
+                "INSERT INTO inventory (id, product_id, quantity, reserved, version, updated_at, low_stock_threshold) \
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[], $5::int8[], $6::timestamptz[], \
                                   $7::int4[]) \
              ON CONFLICT (product_id) DO NOTHING",
+            )
+            .bind::<Array<diesel::sql_types::Uuid>, _>(inserts.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                inserts
+                    .iter()
+                    .map(|w| w.inventory.product_id().to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(
+                inserts
+                    .iter()
+                    .map(|w| to_i32(w.inventory.quantity()))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .bind::<Array<Integer>, _>(
+                inserts
+                    .iter()
+                    .map(|w| to_i32(w.inventory.reserved()))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Integer>>, _>(thresholds(&inserts)?),
         )
-        .bind::<Array<diesel::sql_types::Uuid>, _>(inserts.iter().map(|w| w.inventory.id()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            inserts
-                .iter()
-                .map(|w| w.inventory.product_id().to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Integer>, _>(
-            inserts
-                .iter()
-                .map(|w| to_i32(w.inventory.quantity()))
-                .collect::<Result<Vec<_>, _>>()?,
-        )
-        .bind::<Array<Integer>, _>(
-            inserts
-                .iter()
-                .map(|w| to_i32(w.inventory.reserved()))
-                .collect::<Result<Vec<_>, _>>()?,
-        )
-        .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.inventory.version()).collect::<Vec<_>>())
-        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.inventory.updated_at()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Integer>>, _>(thresholds(&inserts)?)
         .execute(&mut pipeline.conn());
         pipeline.push(insert, Some(inserts.len()));
     }
@@ -245,43 +251,47 @@ fn write_reservations(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Resul
     };
     if !inserts.is_empty() {
         let (ids, statuses, reasons, expires) = columns(&inserts);
-        let insert = diesel::sql_query(
-            "INSERT INTO reservations (order_id, status, reason, created_at, updated_at, expires_at, version) \
+        let insert = Prepared(
+            diesel::sql_query(
+                "INSERT INTO reservations (order_id, status, reason, created_at, updated_at, expires_at, version) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], \
                                   $6::timestamptz[], $7::int8[]) \
              ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Text>, _>(statuses)
+            .bind::<Array<Nullable<Text>>, _>(reasons)
+            .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.created_at()).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Timestamptz>>, _>(expires)
+            .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.reservation.version()).collect::<Vec<_>>()),
         )
-        .bind::<Array<Text>, _>(ids)
-        .bind::<Array<Text>, _>(statuses)
-        .bind::<Array<Nullable<Text>>, _>(reasons)
-        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.created_at()).collect::<Vec<_>>())
-        .bind::<Array<Timestamptz>, _>(inserts.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Timestamptz>>, _>(expires)
-        .bind::<Array<BigInt>, _>(inserts.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
         .execute(&mut pipeline.conn());
         pipeline.push(insert, Some(inserts.len()));
     }
     if !updates.is_empty() {
         let (ids, statuses, reasons, expires) = columns(&updates);
-        let update = diesel::sql_query(
-            "UPDATE reservations AS r \
+        let update = Prepared(
+            diesel::sql_query(
+                "UPDATE reservations AS r \
              SET status = v.status, reason = v.reason, updated_at = v.updated_at, expires_at = v.expires_at, \
                  version = v.version \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int8[], \
                          $7::int8[]) AS v(order_id, status, reason, updated_at, expires_at, version, expected) \
              WHERE r.order_id = v.order_id AND r.version = v.expected",
-        )
-        .bind::<Array<Text>, _>(ids)
-        .bind::<Array<Text>, _>(statuses)
-        .bind::<Array<Nullable<Text>>, _>(reasons)
-        .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Timestamptz>>, _>(expires)
-        .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(
-            updates
-                .iter()
-                .map(|w| w.expected_version.unwrap_or(-1))
-                .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Text>, _>(statuses)
+            .bind::<Array<Nullable<Text>>, _>(reasons)
+            .bind::<Array<Timestamptz>, _>(updates.iter().map(|w| w.reservation.updated_at()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Timestamptz>>, _>(expires)
+            .bind::<Array<BigInt>, _>(updates.iter().map(|w| w.reservation.version()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(
+                updates
+                    .iter()
+                    .map(|w| w.expected_version.unwrap_or(-1))
+                    .collect::<Vec<_>>(),
+            ),
         )
         .execute(&mut pipeline.conn());
         pipeline.push(update, Some(updates.len()));
@@ -299,17 +309,19 @@ fn write_reservations(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Resul
         })
         .collect();
     if !lines.is_empty() {
-        let insert = diesel::sql_query(
-            "INSERT INTO reservation_lines (order_id, product_id, quantity) \
+        let insert = Prepared(
+            diesel::sql_query(
+                "INSERT INTO reservation_lines (order_id, product_id, quantity) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])",
-        )
-        .bind::<Array<Text>, _>(lines.iter().map(|(o, _)| (*o).to_owned()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(lines.iter().map(|(_, l)| l.product_id.to_string()).collect::<Vec<_>>())
-        .bind::<Array<Integer>, _>(
-            lines
-                .iter()
-                .map(|(_, l)| to_i32(l.quantity))
-                .collect::<Result<Vec<_>, _>>()?,
+            )
+            .bind::<Array<Text>, _>(lines.iter().map(|(o, _)| (*o).to_owned()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(lines.iter().map(|(_, l)| l.product_id.to_string()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(
+                lines
+                    .iter()
+                    .map(|(_, l)| to_i32(l.quantity))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
         )
         .execute(&mut pipeline.conn());
         pipeline.push(insert, None);
@@ -322,15 +334,17 @@ fn write_processed(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) {
     if events.is_empty() {
         return;
     }
-    let insert = diesel::sql_query(
-        "INSERT INTO processed_events (event_id, order_id, outcome, processed_at) \
+    let insert = Prepared(
+        diesel::sql_query(
+            "INSERT INTO processed_events (event_id, order_id, outcome, processed_at) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
          ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(events.iter().map(|e| e.order_id.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(events.iter().map(|e| e.outcome.to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.processed_at).collect::<Vec<_>>()),
     )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(events.iter().map(|e| e.order_id.to_string()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(events.iter().map(|e| e.outcome.to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.processed_at).collect::<Vec<_>>())
     .execute(&mut pipeline.conn());
     // Fewer rows: another consumer processed one of them meanwhile; the batch is redone from fresh state.
     pipeline.push(insert, Some(events.len()));
@@ -346,21 +360,23 @@ fn write_outbox(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), 
         .iter()
         .map(|e| (!e.headers.is_empty()).then(|| serde_json::json!(e.headers)))
         .collect();
-    let insert = diesel::sql_query(
-        "INSERT INTO outbox (event_id, event_type, message_key, payload, created_at, headers) \
+    let insert = Prepared(
+        diesel::sql_query(
+            "INSERT INTO outbox (event_id, event_type, message_key, payload, created_at, headers) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::jsonb[])",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            events
+                .iter()
+                .map(|e| e.event.event_type().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(events.iter().map(|e| e.event.key().to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(payloads)
+        .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind::<Array<diesel::sql_types::Nullable<Jsonb>>, _>(headers),
     )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(
-        events
-            .iter()
-            .map(|e| e.event.event_type().to_owned())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(events.iter().map(|e| e.event.key().to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(payloads)
-    .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-    .bind::<Array<diesel::sql_types::Nullable<Jsonb>>, _>(headers)
     .execute(&mut pipeline.conn());
     pipeline.push(insert, None);
     Ok(())
@@ -376,7 +392,7 @@ fn write_adjustments(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result
     if rows.is_empty() {
         return Ok(());
     }
-    let insert = diesel::sql_query(
+    let insert = Prepared(diesel::sql_query(
         "INSERT INTO stock_adjustments (product_id, old_quantity, new_quantity, delta, reason, actor, note, created_at) \
          SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::text[], $6::text[], $7::text[], \
                               $8::timestamptz[])",
@@ -393,7 +409,8 @@ fn write_adjustments(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result
     .bind::<Array<Text>, _>(rows.iter().map(|a| a.actor.0.clone()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|a| a.note.clone()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.at).collect::<Vec<_>>())
-    .execute(&mut pipeline.conn());
+    )
+        .execute(&mut pipeline.conn());
     pipeline.push(insert, None);
     Ok(())
 }
