@@ -819,7 +819,10 @@ async fn stock_rows_filled_in_bulk_are_updated_in_place() {
         "SELECT count(DISTINCT (ctid::text::point)[0])::text AS text FROM inventory",
     )
     .await;
-    assert!(used[0].parse::<usize>().unwrap() > 10, "the rows span many pages: {used:?}");
+    assert!(
+        used[0].parse::<usize>().unwrap() > 10,
+        "the rows span many pages: {used:?}"
+    );
 
     let svc = service(repo(&db, 2), 3);
     let updated: Vec<usize> = (0..products).step_by(10).collect();
