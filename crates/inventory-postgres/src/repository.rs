@@ -23,10 +23,9 @@ use uuid::Uuid;
 
 use crate::errors::{db_error, pool_error};
 use crate::pool::{PgPool, PoolConfig};
+use crate::prepared::Prepared;
 use crate::rows::{LineRow, ReservationRow, StockRow};
-use crate::schema::{
-    idempotency_keys, inventory, processed_events, reservation_lines, reservations, stock_adjustments,
-};
+use crate::schema::{idempotency_keys, inventory, processed_events, reservations, stock_adjustments};
 
 /// PostgreSQL implementation of the domain's store ports.
 #[derive(Clone)]
@@ -248,11 +247,22 @@ impl InventoryRepository for PgRepository {
                     .select(ReservationRow::as_select())
                     .load::<ReservationRow>(&mut &*db)
             });
+            // Lines exist only under a reservation (migration 000011's checks), so they are found
+            // through the orders' reservations: a new order costs no probe of the lines' index.
+            // The lateral subquery keeps that a nested loop whatever the estimates; as a plain
+            // join, 500 ids planned a hash join over every line (30 ms against 0.7 on the
+            // benchmark's 120,000 lines).
             let lines = (!order_ids.is_empty()).then(|| {
-                reservation_lines::table
-                    .filter(reservation_lines::order_id.eq_any(order_ids.clone()))
-                    .select(LineRow::as_select())
-                    .load::<LineRow>(&mut &*db)
+                Prepared(
+                    diesel::sql_query(
+                        "SELECT l.order_id, l.product_id, l.quantity FROM reservations r, \
+                         LATERAL (SELECT order_id, product_id, quantity FROM reservation_lines \
+                                  WHERE order_id = r.order_id OFFSET 0) l \
+                         WHERE r.order_id = ANY($1)",
+                    )
+                    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(order_ids.clone()),
+                )
+                .load::<LineRow>(&mut &*db)
             });
             let processed = (!request.events.is_empty()).then(|| {
                 processed_events::table
