@@ -3,8 +3,9 @@
 //! diesel marks every `sql_query` unsafe to cache, since its text may be built at run time. Each
 //! one is then prepared anew, and diesel-async prepares under the connection's statement-cache
 //! lock: a pipeline of such statements waits for one prepare's round trip after another before
-//! the first runs. The writes' statements are fixed text, one per call site, so keeping them is
-//! safe; [`Prepared`] says so, and they are prepared once per connection (keyed by their text).
+//! the first runs. The save's, the relay's and the load's raw statements are fixed text, one per
+//! call site, so keeping them is safe; [`Prepared`] says so, and they are prepared once per
+//! connection (keyed by their text).
 
 use diesel::QueryResult;
 use diesel::pg::Pg;

@@ -49,7 +49,7 @@ pub(crate) struct ReservationRow {
     pub version: i64,
 }
 
-#[derive(Debug, Queryable, QueryableByName, Selectable)]
+#[derive(Debug, QueryableByName)]
 #[diesel(table_name = reservation_lines, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct LineRow {
     pub order_id: String,
