@@ -133,6 +133,21 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
     }
 }
 
+/// The service's logs (`TEST_LOG` filter, default warnings) go to the test's captured output, so
+/// a failing test prints what the service reported while it ran. The first test of a binary to
+/// start an app installs it; a binary that installs the service's own logging first keeps that.
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rdkafka=error"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 impl TestApp {
     /// Starts the service on `db` with fresh topics.
     pub async fn spawn(db: &TestDb, options: AppOptions) -> Self {
@@ -146,6 +161,7 @@ impl TestApp {
 
     /// Starts the service with these settings.
     pub async fn spawn_with(settings: Settings, topics: Topics) -> Self {
+        capture_logs();
         let app = Application::build(settings).await.unwrap_or_else(|e| {
             panic!("the service did not start: {e}; run `just test` so PostgreSQL and Kafka are up")
         });

@@ -84,11 +84,10 @@ async fn a_stalled_consumer_is_recreated_and_readiness_says_so_meanwhile() {
             .any(|l| l.starts_with("inventory_consumer_restarts_total{cause=\"watchdog\"} 1")),
         "the restart is counted:\n{metrics}"
     );
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("inventory_consumer_assigned_partitions 6")),
-        "the new consumer holds all six partitions (three per topic):\n{metrics}"
+    assert_eq!(
+        health.assigned(),
+        6,
+        "the new consumer holds all six partitions (three per topic)"
     );
     assert!(
         metrics.contains("inventory_consumer_lag{"),

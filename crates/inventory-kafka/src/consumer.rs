@@ -378,7 +378,7 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
                 let prepared = self.service.prepare_events(commands, overlay.as_deref());
                 let prepared = prepared.instrument(span.clone()).await;
                 if overlay.is_some() && matches!(prepared, Ok(Some(_))) {
-                    metrics::counter!("inventory_consumer_batches_overlapped_total").increment(1);
+                    self.health.overlapped();
                 }
                 Some(prepared)
             }
@@ -469,7 +469,7 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
                 Landed::Saved
             }
             Some(why) => {
-                metrics::counter!("inventory_consumer_retries_total").increment(1);
+                self.health.retried();
                 tracing::warn!(error = %why, size = saving.commands.len(), "a batch's save failed; handling its events again");
                 let handled = self.handle(&saving.commands, &saving.origins, &saving.batch, shutdown);
                 if !handled.instrument(saving.span.clone()).await {
@@ -610,7 +610,7 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
                 // A transient failure (the database down or restarting, a race) is retried for as long as
                 // it lasts: it is never the event's fault, so it never isolates or dead-letters one.
                 Err(e) if e.is_transient() || attempt < ATTEMPTS_BEFORE_ISOLATING => {
-                    metrics::counter!("inventory_consumer_retries_total").increment(1);
+                    self.health.retried();
                     tracing::warn!(error = %ErrorChain(&e), transient = e.is_transient(), attempt, size = events.len(), "handling failed; retrying");
                     if !pause(attempt, shutdown).await {
                         return Attempted::Stopped;

@@ -58,6 +58,10 @@ impl Default for WatchdogConfig {
 pub struct ConsumerHealth {
     state: Mutex<State>,
     restarts: AtomicU64,
+    /// Batches (or events) handled again after a failed save or attempt.
+    retries: AtomicU64,
+    /// Batches worked out while the batch before them was being saved.
+    overlapped: AtomicU64,
     /// Wakes a consume loop waiting for records when a stall is injected.
     stall_injected: tokio::sync::Notify,
 }
@@ -144,6 +148,18 @@ impl ConsumerHealth {
         self.restarts.load(Ordering::Relaxed)
     }
 
+    /// Batches or events this consumer handled again after a failed save or attempt (the
+    /// process-wide sum is `inventory_consumer_retries_total`).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Batches this consumer worked out while the one before was being saved (the process-wide
+    /// sum is `inventory_consumer_batches_overlapped_total`).
+    pub fn batches_overlapped(&self) -> u64 {
+        self.overlapped.load(Ordering::Relaxed)
+    }
+
     /// Partitions held now.
     pub fn assigned(&self) -> usize {
         self.lock().assigned
@@ -189,6 +205,16 @@ impl ConsumerHealth {
     pub(crate) fn restarted(&self, cause: &'static str) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("inventory_consumer_restarts_total", "cause" => cause).increment(1);
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("inventory_consumer_retries_total").increment(1);
+    }
+
+    pub(crate) fn overlapped(&self) {
+        self.overlapped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("inventory_consumer_batches_overlapped_total").increment(1);
     }
 
     /// The assignment after a rebalance.
