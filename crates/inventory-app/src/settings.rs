@@ -192,6 +192,11 @@ pub struct KafkaSettings {
     /// (the load and the rules overlap the save's transaction); `false` handles one batch at a time.
     #[arg(long, env = "KAFKA_BATCH_OVERLAP", default_value_t = true, action = clap::ArgAction::Set)]
     pub kafka_batch_overlap: bool,
+    /// How long, in milliseconds (0-1000), a batch waits for more records when its first record
+    /// found no others waiting (the consumer had caught up). Records already waiting never wait.
+    #[arg(long, env = "KAFKA_BATCH_LINGER_MS", default_value_t = KafkaConfig::DEFAULT_BATCH_LINGER_MS,
+          value_parser = value_parser!(u64).range(0..=1_000))]
+    pub kafka_batch_linger_ms: u64,
     /// Consumer session timeout in milliseconds (1000-3600000): how soon the group notices a dead instance.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = KafkaConfig::DEFAULT_SESSION_TIMEOUT_MS,
           value_parser = value_parser!(u64).range(1_000..=3_600_000))]
@@ -350,6 +355,7 @@ impl KafkaSettings {
         config.min_insync_replicas = self.kafka_topic_min_insync_replicas;
         config.batch_max = self.kafka_batch_max;
         config.batch_overlap = self.kafka_batch_overlap;
+        config.batch_linger = Duration::from_millis(self.kafka_batch_linger_ms);
         config.session_timeout = Duration::from_millis(self.kafka_session_timeout_ms);
         config.max_poll_interval = Duration::from_millis(self.kafka_max_poll_interval_ms);
         config.publish_timeout = Duration::from_millis(self.kafka_publish_timeout_ms);
@@ -494,6 +500,7 @@ impl Default for KafkaSettings {
             kafka_topic_min_insync_replicas: None,
             kafka_batch_max: KafkaConfig::DEFAULT_BATCH_MAX,
             kafka_batch_overlap: true,
+            kafka_batch_linger_ms: KafkaConfig::DEFAULT_BATCH_LINGER_MS,
             kafka_session_timeout_ms: KafkaConfig::DEFAULT_SESSION_TIMEOUT_MS,
             kafka_max_poll_interval_ms: KafkaConfig::DEFAULT_MAX_POLL_INTERVAL_MS,
             kafka_publish_timeout_ms: KafkaConfig::DEFAULT_PUBLISH_TIMEOUT_MS,

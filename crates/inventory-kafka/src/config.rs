@@ -30,7 +30,7 @@ pub struct KafkaConfig {
     pub batch_max: usize,
     /// Whether the next batch is worked out while the last one is being saved.
     pub batch_overlap: bool,
-    /// How long to wait for more records once one has arrived.
+    /// How long to wait for more records once one has arrived and no others were waiting.
     pub batch_linger: Duration,
     /// `ce_source` of produced events.
     pub source: String,
@@ -108,6 +108,8 @@ impl KafkaConfig {
     pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
     /// Default consumer `max.poll.interval.ms`.
     pub const DEFAULT_MAX_POLL_INTERVAL_MS: u64 = 300_000;
+    /// Default batch linger, in milliseconds (see `batch_linger`).
+    pub const DEFAULT_BATCH_LINGER_MS: u64 = 2;
     /// Default producer `message.timeout.ms`.
     pub const DEFAULT_PUBLISH_TIMEOUT_MS: u64 = 30_000;
 
@@ -124,7 +126,7 @@ impl KafkaConfig {
             min_insync_replicas: None,
             batch_max: Self::DEFAULT_BATCH_MAX,
             batch_overlap: true,
-            batch_linger: Duration::from_millis(2),
+            batch_linger: Duration::from_millis(Self::DEFAULT_BATCH_LINGER_MS),
             source: "/inventory-service".into(),
             session_timeout: Duration::from_millis(Self::DEFAULT_SESSION_TIMEOUT_MS),
             max_poll_interval: Duration::from_millis(Self::DEFAULT_MAX_POLL_INTERVAL_MS),
