@@ -50,7 +50,13 @@ test: stack-up
     #!/usr/bin/env bash
     set -euo pipefail
     set -a; source .local/stack.env; set +a
-    cargo test --workspace --no-fail-fast
+    # The chaos tests start the fault-injection cluster (three brokers, two PostgreSQL nodes and a
+    # monitor) when it is not running; what the tests started is stopped after them (its data is kept).
+    cluster_was_up=$(bash deploy/local/cluster.sh status 2>/dev/null | grep -c "running" || true)
+    status=0
+    cargo test --workspace --no-fail-fast || status=$?
+    if [ "$cluster_was_up" = 0 ]; then bash deploy/local/cluster.sh down >/dev/null 2>&1 || true; fi
+    [ "$status" = 0 ] || exit "$status"
     just test-interop
 
 # The neighbours' own libraries (kafka-clients, Spring Kafka, CloudEvents) against the real service.
