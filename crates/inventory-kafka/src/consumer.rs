@@ -914,10 +914,10 @@ mod tests {
 
     use super::gather;
 
+    type Next = std::pin::Pin<Box<dyn Future<Output = Result<u32, KafkaError>> + Send>>;
+
     /// `gather`'s source over a channel: what was sent is waiting; an empty channel waits.
-    fn source(
-        rx: mpsc::UnboundedReceiver<u32>,
-    ) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = Result<u32, KafkaError>> + Send>> {
+    fn source(rx: mpsc::UnboundedReceiver<u32>) -> impl FnMut() -> Next {
         let rx = Arc::new(Mutex::new(rx));
         move || {
             let rx = Arc::clone(&rx);
@@ -925,14 +925,21 @@ mod tests {
         }
     }
 
+    /// A source with `records` already waiting, and its sender: kept, so that once they are taken
+    /// the source waits rather than ends.
+    fn waiting(records: std::ops::RangeInclusive<u32>) -> (mpsc::UnboundedSender<u32>, impl FnMut() -> Next) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for record in records {
+            tx.send(record).unwrap();
+        }
+        (tx, source(rx))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn records_already_waiting_are_taken_without_a_linger() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        for i in 1..=5 {
-            tx.send(i).unwrap();
-        }
+        let (tx, next) = waiting(1..=5);
         let started = tokio::time::Instant::now();
-        let batch = gather(0, 100, Duration::from_secs(3600), source(rx)).await;
+        let batch = gather(0, 100, Duration::from_secs(3600), next).await;
         assert_eq!(batch, vec![0, 1, 2, 3, 4, 5]);
         // The clock is paused and only moves when every task waits on a timer: the linger's.
         assert_eq!(started.elapsed(), Duration::ZERO, "no linger");
@@ -958,12 +965,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_batch_stops_at_its_maximum() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        for i in 1..=9 {
-            tx.send(i).unwrap();
-        }
+        let (tx, next) = waiting(1..=9);
         let started = tokio::time::Instant::now();
-        let batch = gather(0, 4, Duration::from_secs(1), source(rx)).await;
+        let batch = gather(0, 4, Duration::from_secs(1), next).await;
         assert_eq!(batch, vec![0, 1, 2, 3]);
         let batch = gather(0, 1, Duration::from_secs(1), source(mpsc::unbounded_channel().1)).await;
         assert_eq!(batch, vec![0], "a batch of one is full at once");
