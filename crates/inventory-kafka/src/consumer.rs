@@ -118,6 +118,7 @@ where
                 tracing::warn!(error = %e, "kafka consume error");
                 break;
             }
+            // A flag, not `deadline > started`: with a linger of zero that would never end.
             Err(_) if batch.len() == 1 && !lingering => {
                 lingering = true;
                 deadline = started + linger;
@@ -961,6 +962,20 @@ mod tests {
         assert_eq!(batch, vec![0, 1, 2], "those sent within 4 ms, not the one after");
         assert_eq!(started.elapsed(), Duration::from_millis(4), "it lingered its 4 ms");
         sender.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_linger_of_zero_takes_a_lone_record_alone() {
+        // `KAFKA_BATCH_LINGER_MS=0`: the linger's deadline is the start, and the batch still ends.
+        let (tx, rx) = mpsc::unbounded_channel::<u32>();
+        let next = source(rx);
+        let started = tokio::time::Instant::now();
+        let batch = tokio::time::timeout(Duration::from_secs(60), gather(0, 100, Duration::ZERO, next))
+            .await
+            .expect("the batch ended");
+        assert_eq!(batch, vec![0]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        drop(tx);
     }
 
     #[tokio::test(start_paused = true)]
