@@ -557,6 +557,42 @@ async fn one_relay_at_a_time_per_outbox_and_other_schemas_never_wait() {
     assert_eq!(OutboxStore::backlog(&second).await.unwrap().pending, 0);
 }
 
+/// A pass does not make rows committed meanwhile wait for its acknowledgements: woken by the
+/// repository's commit notice, it claims them and hands them on behind the ones before, then
+/// commits every mark once all are acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_hands_on_rows_committed_while_it_waits_for_acknowledgements() {
+    let db = TestDb::new().await;
+    pending_outbox(&db, &["a1", "a2"]).await;
+    let relay = repo(&db, 2);
+    let held = Arc::new(GatedPublisher::new(false));
+    let pass = {
+        let (relay, held) = (relay.clone(), held.clone());
+        tokio::spawn(async move { OutboxStore::relay(&relay, 100, &*held).await })
+    };
+    let release = OpenOnDrop(held.clone());
+    let entered = || tokio::time::timeout(Duration::from_secs(10), held.entered.notified());
+    entered().await.expect("the pass hands on the first rows");
+
+    // What a save does: commit outbox rows, then notify.
+    pending_outbox(&db, &["b1"]).await;
+    relay.outbox_notifier().notify_one();
+    entered()
+        .await
+        .expect("the row committed meanwhile is handed on before the first rows are acknowledged");
+    assert_eq!(
+        OutboxStore::backlog(&repo(&db, 1)).await.unwrap().pending,
+        3,
+        "no mark is committed before every event is acknowledged"
+    );
+
+    held.gate.add_permits(2);
+    assert_eq!(pass.await.unwrap().unwrap(), Relayed::Published(3));
+    assert_eq!(*held.published.lock().unwrap(), ["a1", "a2", "b1"], "in outbox order");
+    assert_eq!(OutboxStore::backlog(&relay).await.unwrap().pending, 0);
+    drop(release);
+}
+
 /// The plan of `sql` as text, one line per row.
 async fn plan(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> String {
     use diesel_async::RunQueryDsl;
@@ -597,7 +633,7 @@ async fn the_relay_walks_the_unpublished_index_in_order_past_published_rows() {
     )
     .await
     .unwrap();
-    let pending = inventory_postgres::RELAY_PENDING.replace("$1", "500");
+    let pending = inventory_postgres::RELAY_CLAIM.replace("$1", "500");
 
     // Each plan in a transaction rolled back: EXPLAIN ANALYZE takes the rows' locks.
     conn.batch_execute("BEGIN").await.unwrap();

@@ -17,6 +17,6 @@ mod writes;
 pub use cache::{CacheConfig, CacheStats, StockCache};
 pub use cached::CachedRepository;
 pub use listen::run_listener;
-pub use outbox::{RELAY_BEGIN, RELAY_LOCK_CLASS, RELAY_PENDING};
+pub use outbox::{RELAY_BEGIN, RELAY_CLAIM, RELAY_LOCK_CLASS};
 pub use pool::{MIGRATIONS, MigrationError, PgPool, PoolConfig, pool, revert_all_migrations, run_migrations};
 pub use repository::PgRepository;

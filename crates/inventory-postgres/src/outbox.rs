@@ -1,10 +1,14 @@
 //! The relay side of the transactional outbox.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use inventory_domain::{EventPublisher, OutboxBacklog, OutboxStore, PendingEvent, Relayed, RepoError};
 use uuid::Uuid;
 
@@ -26,7 +30,7 @@ pub const RELAY_LOCK_CLASS: i32 = 0x0069_6e76; // "inv"
 ///   for the disk. A crash may lose a mark made in the last moments; those events are then
 ///   published again, with the same ids (delivery is at least once anyway). Reservations and
 ///   outbox rows are still written durably.
-/// - No bitmap or sequential scan: [`RELAY_PENDING`] must walk `outbox_unpublished` in `id` order
+/// - No bitmap or sequential scan: [`RELAY_CLAIM`] must walk `outbox_unpublished` in `id` order
 ///   and stop at its limit. The index keeps an entry for every row published since the last
 ///   vacuum. When the outbox has no statistics, or stale ones (a new or emptied outbox), the
 ///   planner prefers a bitmap scan: it reads every such entry and its heap page on every pass, then
@@ -38,10 +42,15 @@ pub const RELAY_BEGIN: &str = "SELECT set_config('synchronous_commit', 'off', tr
         AND set_config('enable_seqscan', 'off', true) IS NOT NULL \
         AND pg_try_advisory_xact_lock($1, 'outbox'::regclass::oid::int4) AS locked";
 
-/// The relay's pass: the oldest unpublished rows, at most `$1`, locked.
-pub const RELAY_PENDING: &str = "SELECT id, event_id, event_type, message_key, payload::text AS payload, created_at, \
-        headers::text AS headers \
-     FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
+/// A relay's claim: the oldest unpublished rows, at most `$1`, locked (`SKIP LOCKED`), marked
+/// published at the moment of the claim, and returned, in one statement. The marks count only if
+/// the pass commits, which it does once every event it claimed is acknowledged; and a row marked is
+/// not claimed again by the same pass.
+pub const RELAY_CLAIM: &str = "UPDATE outbox o SET published_at = clock_timestamp() \
+     FROM (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) p \
+     WHERE o.id = p.id \
+     RETURNING o.id, o.event_id, o.event_type, o.message_key, o.payload::text AS payload, o.created_at, \
+        o.headers::text AS headers";
 
 #[derive(QueryableByName)]
 struct PendingRow {
@@ -75,10 +84,40 @@ struct BacklogRow {
     oldest_age_ms: i64,
 }
 
+/// Claimed rows as events, in outbox order (`RETURNING` keeps no order).
+fn pending_events(rows: Vec<PendingRow>) -> Vec<PendingEvent> {
+    let mut events: Vec<PendingEvent> = rows
+        .into_iter()
+        .map(|r| PendingEvent {
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            key: r.message_key,
+            payload: r.payload,
+            created_at: r.created_at,
+            // Written by this adapter as [[name, value], ...]; anything else carries nothing.
+            headers: r
+                .headers
+                .and_then(|h| serde_json::from_str(&h).ok())
+                .unwrap_or_default(),
+        })
+        .collect();
+    events.sort_unstable_by_key(|e| e.id);
+    events
+}
+
 #[async_trait]
 impl OutboxStore for PgRepository {
+    /// One pass, in one transaction holding the relay lock. Events claimed are handed to
+    /// `publisher`; while their acknowledgements are awaited, rows this instance commits meanwhile
+    /// are claimed and handed on too (their records queue behind the ones before), so a save never
+    /// waits for the pass before it to be acknowledged. Each acknowledgement is followed by a claim
+    /// too, for rows other instances committed. The pass ends when everything it handed on is
+    /// acknowledged and nothing more was pending, or at `limit` rows; it commits the marks then. A failed publish rolls the
+    /// whole pass back: its events are sent again (with the same ids) by the next.
     async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<Relayed, RepoError> {
         let mut conn = self.conn().await?;
+        let wake = Arc::clone(&self.outbox_written);
         let relayed: Result<Relayed, TxError> = conn
             .transaction(async |tx| {
                 let lock: LockRow =
@@ -88,37 +127,41 @@ impl OutboxStore for PgRepository {
                 if !lock.locked {
                     return Ok::<Relayed, TxError>(Relayed::Busy);
                 }
-                let rows: Vec<PendingRow> = Prepared(diesel::sql_query(RELAY_PENDING).bind::<BigInt, _>(limit))
-                    .load(tx)
-                    .await?;
-                if rows.is_empty() {
-                    return Ok(Relayed::Published(0));
+                let limit = usize::try_from(limit).unwrap_or(0);
+                let mut claimed = 0;
+                let mut in_flight = FuturesOrdered::new();
+                loop {
+                    if claimed < limit {
+                        let rows: Vec<PendingRow> =
+                            Prepared(diesel::sql_query(RELAY_CLAIM).bind::<BigInt, _>((limit - claimed) as i64))
+                                .load(tx)
+                                .await?;
+                        if !rows.is_empty() {
+                            claimed += rows.len();
+                            let events = pending_events(rows);
+                            let mut publishing = Box::pin(async move { publisher.publish(&events).await });
+                            // Its first poll queues every record, so they go before any later claim's.
+                            match (&mut publishing).now_or_never() {
+                                Some(published) => published.map_err(TxError::Publish)?,
+                                None => in_flight.push_back(publishing),
+                            }
+                        }
+                    }
+                    if in_flight.is_empty() {
+                        break;
+                    }
+                    tokio::select! {
+                        // Then a claim again: rows other instances committed are not announced here.
+                        published = in_flight.next() => {
+                            if let Some(published) = published {
+                                published.map_err(TxError::Publish)?;
+                            }
+                        }
+                        // A commit of this instance wrote rows: claimed now, queued behind.
+                        _ = wake.notified(), if claimed < limit => {}
+                    }
                 }
-                let events: Vec<PendingEvent> = rows
-                    .into_iter()
-                    .map(|r| PendingEvent {
-                        id: r.id,
-                        event_id: r.event_id,
-                        event_type: r.event_type,
-                        key: r.message_key,
-                        payload: r.payload,
-                        created_at: r.created_at,
-                        // Written by this adapter as [[name, value], ...]; anything else carries nothing.
-                        headers: r
-                            .headers
-                            .and_then(|h| serde_json::from_str(&h).ok())
-                            .unwrap_or_default(),
-                    })
-                    .collect();
-                publisher.publish(&events).await.map_err(TxError::Publish)?;
-                let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-                Prepared(
-                    diesel::sql_query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                        .bind::<diesel::sql_types::Array<BigInt>, _>(ids),
-                )
-                .execute(tx)
-                .await?;
-                Ok(Relayed::Published(events.len()))
+                Ok(Relayed::Published(claimed))
             })
             .await;
         if let Err(e) = &relayed {

@@ -532,7 +532,7 @@ async fn paced_stages(
     }
     let names = [
         "sent → the saga's transaction began",
-        "→ the relay's pass began (saga commit, relay wake-up, the pass before)",
+        "→ claimed by the relay (saga commit, relay wake-up)",
         "→ queued to the service's producer",
         "→ read by the bench (producer linger, broker, reader's fetch)",
     ];
