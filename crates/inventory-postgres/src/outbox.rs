@@ -113,8 +113,9 @@ impl OutboxStore for PgRepository {
     /// are claimed and handed on too (their records queue behind the ones before), so a save never
     /// waits for the pass before it to be acknowledged. Each acknowledgement is followed by a claim
     /// too, for rows other instances committed. The pass ends when everything it handed on is
-    /// acknowledged and nothing more was pending, or at `limit` rows; it commits the marks then. A failed publish rolls the
-    /// whole pass back: its events are sent again (with the same ids) by the next.
+    /// acknowledged and nothing more was pending, or at `limit` rows; it commits the marks then. A
+    /// failed publish rolls the whole pass back: its events are sent again (with the same ids) by
+    /// the next.
     async fn relay(&self, limit: i64, publisher: &dyn EventPublisher) -> Result<Relayed, RepoError> {
         let mut conn = self.conn().await?;
         let wake = Arc::clone(&self.outbox_written);
