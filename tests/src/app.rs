@@ -92,6 +92,7 @@ pub fn settings(db: &TestDb, topics: &Topics, options: &AppOptions) -> Settings 
         http_addr: "127.0.0.1:0".parse().expect("address"),
         ops_addr: None,
         http_workers: 2,
+        http_keep_alive_secs: inventory_app::settings::DEFAULT_HTTP_KEEP_ALIVE_SECS,
         database: DatabaseSettings {
             db_pool_max_size: options.pool_max,
             db_pool_min_idle: 1,

@@ -238,7 +238,11 @@ impl Application {
         };
         let ops = settings.ops_addr.map(TcpListener::bind).transpose()?;
         let ops_addr = ops.as_ref().map(TcpListener::local_addr).transpose()?;
-        let server = inventory_http::server(state, listener, ops, workers)?;
+        let tuning = inventory_http::ServerTuning {
+            workers,
+            keep_alive: Duration::from_secs(settings.http_keep_alive_secs),
+        };
+        let server = inventory_http::server(state, listener, ops, tuning)?;
         tracing::info!(%http_addr, "HTTP API listening");
         if let Some(ops_addr) = ops_addr {
             tracing::info!(%ops_addr, "metrics and health listening");

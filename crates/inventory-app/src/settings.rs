@@ -17,6 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Default `HTTP_ADDR`.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Default `HTTP_KEEP_ALIVE_SECS`: above the 60 s idle timeout common to load balancers and proxies.
+pub const DEFAULT_HTTP_KEEP_ALIVE_SECS: u64 = 75;
 /// Default `EXPIRY_SWEEP_INTERVAL_MS`.
 pub const DEFAULT_EXPIRY_SWEEP_INTERVAL_MS: u64 = 5_000;
 /// Default `RETENTION_HOURS`.
@@ -535,6 +537,10 @@ pub struct Settings {
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 0,
           value_parser = RangedU64ValueParser::<usize>::new().range(0..=1024))]
     pub http_workers: usize,
+    /// Seconds an idle HTTP connection stays open for the next request (0 closes it after each response; at most 3600).
+    #[arg(long, env = "HTTP_KEEP_ALIVE_SECS", default_value_t = DEFAULT_HTTP_KEEP_ALIVE_SECS,
+          value_parser = value_parser!(u64).range(0..=3600))]
+    pub http_keep_alive_secs: u64,
     #[command(flatten)]
     pub database: DatabaseSettings,
     #[command(flatten)]

@@ -14,8 +14,10 @@ pub mod schemas;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use inventory_domain::StockUseCases;
@@ -73,14 +75,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }
 }
 
+/// How the server handles connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerTuning {
+    /// Worker threads.
+    pub workers: usize,
+    /// How long an idle connection is kept open for the next request; zero closes each connection
+    /// after its response. Longer than a load balancer's idle timeout, so the balancer, not the
+    /// service, closes an idle connection: otherwise it may send a request on one the service is
+    /// closing, and answer 502.
+    pub keep_alive: Duration,
+}
+
 /// Builds the server on a bound listener, and on an operations listener for
 /// `/metrics` and health when one is given (then `/metrics` is served there
-/// only); signals are the caller's to handle.
+/// only); signals are the caller's to handle. A graceful stop closes idle
+/// connections at once, whatever the keep-alive.
 pub fn server(
     state: ApiState,
     listener: TcpListener,
     ops: Option<TcpListener>,
-    workers: usize,
+    tuning: ServerTuning,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let ops_addr = ops.as_ref().map(TcpListener::local_addr).transpose()?;
@@ -101,7 +116,12 @@ pub fn server(
             .configure(routes)
             .default_service(web::to(ops::not_found))
     })
-    .workers(workers)
+    .workers(tuning.workers)
+    .keep_alive(if tuning.keep_alive.is_zero() {
+        KeepAlive::Disabled
+    } else {
+        KeepAlive::Timeout(tuning.keep_alive)
+    })
     .disable_signals()
     .shutdown_timeout(10)
     .listen(listener)?;

@@ -98,3 +98,106 @@ async fn database_down_is_503_with_retry_after() {
     stop.cancel();
     let _ = task.await;
 }
+
+/// Sends `GET /health/live` on `conn` and reads the answer: its status and its header lines
+/// (lower case), or `None` when the service has closed the connection.
+async fn exchange(conn: &mut tokio::net::TcpStream) -> Option<(u16, String)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    conn.write_all(b"GET /health/live HTTP/1.1\r\nHost: inventory\r\n\r\n")
+        .await
+        .ok()?;
+    let mut reader = BufReader::new(conn);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().expect("a numeric content-length"));
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.ok()?;
+    Some((status, head))
+}
+
+/// Waits up to `within` for the service to close `conn`; true when it did.
+async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0; 1];
+    matches!(
+        tokio::time::timeout(within, conn.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// A load balancer keeps its idle connections to the service open for a while (60 s is common)
+/// and sends the next request on one of them. If the service closes idle connections sooner
+/// (actix-web's default is 5 s), a request can cross the close, and the balancer answers 502. So
+/// an idle connection must outlive 5 s by default; the setting must apply (a short keep-alive
+/// closes, zero closes after each answer); and a graceful stop must not wait for idle connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_outlive_a_balancers_timeout_and_close_at_a_graceful_stop() {
+    use inventory_tests::app::settings;
+    use inventory_tests::kafka::Topics;
+    use tokio::net::TcpStream;
+    let db = TestDb::new().await;
+
+    let app = TestApp::spawn(&db, no_kafka()).await;
+    let mut conn = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(exchange(&mut conn).await.map(|a| a.0), Some(200));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let again = exchange(&mut conn).await;
+    assert_eq!(
+        again.map(|a| a.0),
+        Some(200),
+        "the connection is still open after 7 s idle"
+    );
+    let stopping = tokio::spawn(app.stop());
+    assert!(
+        closed_within(&mut conn, Duration::from_secs(5)).await,
+        "a graceful stop closes an idle connection at once, not at the end of its keep-alive"
+    );
+    tokio::time::timeout(Duration::from_secs(8), stopping)
+        .await
+        .expect("the stop does not wait for the idle connection")
+        .unwrap();
+
+    let topics = Topics::new();
+    let mut short = settings(&db, &topics, &no_kafka());
+    short.http_keep_alive_secs = 1;
+    let app = TestApp::spawn_with(short, topics).await;
+    let mut conn = TcpStream::connect(app.addr).await.unwrap();
+    let (status, head) = exchange(&mut conn).await.expect("an answer");
+    assert_eq!(status, 200);
+    assert!(!head.contains("connection: close"), "{head}");
+    assert!(
+        closed_within(&mut conn, Duration::from_secs(4)).await,
+        "HTTP_KEEP_ALIVE_SECS=1 closes an idle connection after about a second"
+    );
+    app.stop().await;
+
+    let topics = Topics::new();
+    let mut none = settings(&db, &topics, &no_kafka());
+    none.http_keep_alive_secs = 0;
+    let app = TestApp::spawn_with(none, topics).await;
+    let mut conn = TcpStream::connect(app.addr).await.unwrap();
+    let (status, head) = exchange(&mut conn).await.expect("an answer");
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("connection: close"),
+        "keep-alive off announces the close: {head}"
+    );
+    assert!(
+        closed_within(&mut conn, Duration::from_secs(2)).await,
+        "closed after the answer"
+    );
+    app.stop().await;
+}
