@@ -883,6 +883,30 @@ async fn stock_rows_filled_in_bulk_are_updated_in_place() {
     );
 }
 
+/// Migration 000013: `ANALYZE outbox` (autovacuum's, once a minute under load) builds no
+/// statistics for the payload and the other columns no query selects on, and still builds those
+/// of the columns the relay and the retention sweep select on.
+#[tokio::test]
+async fn analysing_the_outbox_skips_the_columns_no_query_selects_on() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    conn.batch_execute(
+        "INSERT INTO outbox (event_id, event_type, message_key, payload, headers, published_at) \
+         SELECT gen_random_uuid(), 'InventoryReservedEvent', 'order-' || g, jsonb_build_object('orderId', g), \
+                '{\"source\": \"inventory\"}', CASE WHEN g % 2 = 0 THEN now() END \
+         FROM generate_series(1, 500) g; \
+         ANALYZE outbox",
+    )
+    .await
+    .unwrap();
+    let analysed = texts(
+        &mut conn,
+        "SELECT attname::text AS text FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'outbox'",
+    )
+    .await;
+    assert_eq!(analysed, ["created_at", "event_id", "id", "published_at"]);
+}
+
 /// A save locks the stock rows it changes in `id` order, as every save does, so two never
 /// deadlock. A row held by another session stops a save there: it then holds exactly the rows
 /// of the batch before that one (read with `pgrowlocks`), and goes on once the row is free.
