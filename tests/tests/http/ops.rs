@@ -170,13 +170,21 @@ async fn idle_connections_outlive_a_balancers_timeout_and_close_at_a_graceful_st
         .expect("the stop does not wait for the idle connection")
         .unwrap();
 
-    let topics = Topics::new();
-    let mut short = settings(&db, &topics, &no_kafka());
-    short.http_keep_alive_secs = 1;
-    let app = TestApp::spawn_with(short, topics).await;
-    let mut conn = TcpStream::connect(app.addr).await.unwrap();
-    let (status, head) = exchange(&mut conn).await.expect("an answer");
-    assert_eq!(status, 200);
+    // An app with HTTP_KEEP_ALIVE_SECS=secs, a connection to it, and its first answer's head.
+    let first_answer = |secs: u64| {
+        let topics = Topics::new();
+        let mut with = settings(&db, &topics, &no_kafka());
+        with.http_keep_alive_secs = secs;
+        async move {
+            let app = TestApp::spawn_with(with, topics).await;
+            let mut conn = TcpStream::connect(app.addr).await.unwrap();
+            let (status, head) = exchange(&mut conn).await.expect("an answer");
+            assert_eq!(status, 200);
+            (app, conn, head)
+        }
+    };
+
+    let (app, mut conn, head) = first_answer(1).await;
     assert!(!head.contains("connection: close"), "{head}");
     assert!(
         closed_within(&mut conn, Duration::from_secs(4)).await,
@@ -184,13 +192,7 @@ async fn idle_connections_outlive_a_balancers_timeout_and_close_at_a_graceful_st
     );
     app.stop().await;
 
-    let topics = Topics::new();
-    let mut none = settings(&db, &topics, &no_kafka());
-    none.http_keep_alive_secs = 0;
-    let app = TestApp::spawn_with(none, topics).await;
-    let mut conn = TcpStream::connect(app.addr).await.unwrap();
-    let (status, head) = exchange(&mut conn).await.expect("an answer");
-    assert_eq!(status, 200);
+    let (app, mut conn, head) = first_answer(0).await;
     assert!(
         head.contains("connection: close"),
         "keep-alive off announces the close: {head}"
