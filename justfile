@@ -136,7 +136,8 @@ bench: stack-up
     set -a; source .local/stack.env; set +a
     # The fault-injection cluster (four JVMs, three PostgreSQL servers) left running, e.g. by
     # `cargo test -p inventory-app`, takes CPU at random moments (a paced p99 of 52 ms with it, 37-38 without).
-    if [ -z "${BENCH_ALLOW_CLUSTER:-}" ] && bash deploy/local/cluster.sh status 2>/dev/null | grep -q "running"; then
+    cluster_up=$(bash deploy/local/cluster.sh status 2>/dev/null | grep -c "running" || true)
+    if [ -z "${BENCH_ALLOW_CLUSTER:-}" ] && [ "$cluster_up" != 0 ]; then
       echo "[bench] the local cluster is running and would share the cores: stop it with 'just cluster-down' (or set BENCH_ALLOW_CLUSTER=1)" >&2
       exit 1
     fi
