@@ -39,7 +39,8 @@
 //! BENCH_PACED_FRACTION (0.5: the paced run's rate as a share of the 1-line rate), BENCH_PACED_WARMUP
 //! (1.0: seconds paced at that rate before the measured 5 s, not counted), BENCH_CLIENTS (8),
 //! BENCH_READ_CONNS (64), BENCH_SECONDS (10), BENCH_APP (target/release/inventory-app),
-//! DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS.
+//! BENCH_KAFKA_GC_LOG (the broker's GC log, `-Xlog:gc:file=<path>:time`: the report gives its pauses
+//! inside each paced window), DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -160,6 +161,31 @@ async fn autovacuumed_since(config: &Config, since: f64) -> Result<Vec<String>, 
     .load(&mut conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// The broker's GC pauses (ms) logged between `from` and `to` (ms of wall-clock time), from a
+/// JDK unified log with the `time` decorator
+/// (`[2026-11-28T08:29:04.884+0000] GC(16) Pause Young (Normal) (G1 Evacuation Pause) 231M->161M(277M) 11.191ms`).
+/// None when BENCH_KAFKA_GC_LOG is not set or cannot be read.
+fn broker_gc_pauses(from: f64, to: f64) -> Option<Vec<f64>> {
+    let path = std::env::var("BENCH_KAFKA_GC_LOG").ok()?;
+    let log = std::fs::read_to_string(&path)
+        .map_err(|e| eprintln!("[bench] cannot read the broker's GC log {path}: {e}"))
+        .ok()?;
+    Some(gc_pauses_in(&log, from, to))
+}
+
+fn gc_pauses_in(log: &str, from: f64, to: f64) -> Vec<f64> {
+    log.lines()
+        .filter(|line| line.contains(" Pause "))
+        .filter_map(|line| {
+            let stamp = line.strip_prefix('[')?.split(']').next()?;
+            let at = chrono::DateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.3f%z").ok()?;
+            let ms = line.rsplit(' ').next()?.strip_suffix("ms")?.parse::<f64>().ok()?;
+            let at = at.timestamp_millis() as f64;
+            (from..=to).contains(&at).then_some(ms)
+        })
+        .collect()
 }
 
 async fn hot_version(config: &Config) -> Result<i64, Error> {
@@ -433,6 +459,7 @@ async fn warm_up(producer: &FutureProducer, consumer: &StreamConsumer, run: &str
 
 /// Orders per second from the first publish to the last outcome.
 async fn timed_run(
+    config: &Config,
     producer: &FutureProducer,
     consumer: &StreamConsumer,
     run: &str,
@@ -440,10 +467,60 @@ async fn timed_run(
     orders: usize,
     lines: impl Fn(usize) -> Vec<String>,
 ) -> Result<f64, Error> {
-    let started = Instant::now();
+    let (started, began) = (Instant::now(), wall_ms());
     publish_orders(producer, run, prefix, orders, lines).await?;
+    let published = started.elapsed().as_secs_f64();
     drain(consumer, prefix, orders).await?;
-    Ok(orders as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed().as_secs_f64();
+    timeline(config, prefix, began, published, elapsed).await;
+    Ok(orders as f64 / elapsed)
+}
+
+/// Where a timed run's seconds went, printed: the orders' publication acknowledged, the saga's
+/// commits (its outbox rows' `created_at`) and the relay's claims (`published_at`), each with its
+/// longest gap, and the last outcome read. A run far below its usual rate shows here whether the
+/// bench's producer, the saga, the relay or the outcomes' way back stalled.
+async fn timeline(config: &Config, prefix: &str, began: f64, published: f64, elapsed: f64) {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        created: f64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        published: f64,
+    }
+    let rows: Result<Vec<Row>, Error> = async {
+        let mut conn = AsyncPgConnection::establish(&config.bench_url).await?;
+        Ok(diesel::sql_query(
+            "SELECT extract(epoch FROM created_at)::float8 * 1000 AS created, \
+                    extract(epoch FROM published_at)::float8 * 1000 AS published \
+             FROM outbox WHERE message_key LIKE $1 || '-o%' AND published_at IS NOT NULL",
+        )
+        .bind::<diesel::sql_types::Text, _>(prefix)
+        .load(&mut conn)
+        .await?)
+    }
+    .await;
+    let rows = match rows {
+        Ok(rows) if !rows.is_empty() => rows,
+        Ok(_) => return eprintln!("[bench] {prefix}: no outbox rows to place in time"),
+        Err(e) => return eprintln!("[bench] {prefix}: cannot read the outbox's times: {e}"),
+    };
+    let span = |mut at: Vec<f64>| {
+        at.sort_by(f64::total_cmp);
+        let gap = at.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        let (first, last) = (at[0] - began, at[at.len() - 1] - began);
+        format!(
+            "{:.2}-{:.2} s (longest gap {:.0} ms)",
+            first / 1000.0,
+            last / 1000.0,
+            gap
+        )
+    };
+    eprintln!(
+        "[bench] {prefix}: published by {published:.2} s; saga commits {}; relay claims {}; last outcome read at {elapsed:.2} s",
+        span(rows.iter().map(|r| r.created).collect()),
+        span(rows.iter().map(|r| r.published).collect()),
+    );
 }
 
 /// One paced order's moments, in milliseconds of wall-clock time.
@@ -765,6 +842,8 @@ struct Samples {
     paced_stages: Vec<Vec<(&'static str, f64, f64)>>,
     /// Per rep: the paced p99, and the tables autovacuum worked on during the window.
     paced_reps: Vec<(f64, Vec<String>)>,
+    /// Per rep: the broker's GC pauses (ms) inside the window, when its GC log is known.
+    paced_gc: Vec<Option<Vec<f64>>>,
     /// Per rep: the p99 of the paced warm-up (not counted).
     paced_warmup_p99: Vec<f64>,
     pg_read: Vec<f64>,
@@ -850,6 +929,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     let counted = statements_reset(config).await?;
     let profile = Profile::attach(config, &service, "reserve-1-line")?;
     let rate = timed_run(
+        config,
         &producer,
         &reader,
         &spread_run,
@@ -873,6 +953,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     let profile = Profile::attach(config, &service, "reserve-3-line")?;
     let three = format!("{spread_run}-3");
     let rate3 = timed_run(
+        config,
         &producer,
         &reader,
         &spread_run,
@@ -935,6 +1016,10 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     samples.paced_p50.push(percentile(&mut paced, 0.5));
     let vacuumed = autovacuumed_since(config, window).await?;
     samples.paced_reps.push((percentile(&mut paced, 0.99), vacuumed));
+    let counted = moments.get(warm..).unwrap_or_default();
+    let from = counted.iter().map(|p| p.sent).fold(f64::INFINITY, f64::min);
+    let to = counted.iter().map(|p| p.received).fold(f64::NEG_INFINITY, f64::max);
+    samples.paced_gc.push(broker_gc_pauses(from, to));
     samples.paced_warmup_p99.push(percentile(&mut warmup, 0.99));
     let stages = paced_stages(
         config,
@@ -979,7 +1064,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
     let reader = outcome_reader(config, &hot)?;
     warm_up(&producer, &reader, &hot, "hot").await?;
     let profile = Profile::attach(config, &service, "hot")?;
-    let rate = timed_run(&producer, &reader, &hot, &hot, config.orders, |_| {
+    let rate = timed_run(config, &producer, &reader, &hot, &hot, config.orders, |_| {
         vec!["hot".to_owned()]
     })
     .await?;
@@ -1005,6 +1090,7 @@ async fn one_rep(config: &Config, rep: usize, samples: &mut Samples) -> Result<(
         let counted = statements_reset(config).await?;
         let profile = Profile::attach(config, &service, "growth")?;
         let rate = timed_run(
+            config,
             &producer,
             &reader,
             &grown,
@@ -1182,7 +1268,7 @@ async fn main() -> Result<(), Error> {
     }
     if !samples.paced_reps.is_empty() {
         report.push_str(&format!(
-            "\nPaced p99 per rep, what autovacuum did during its window, and the p99 of the {} s warm-up \
+            "\nPaced p99 per rep, what autovacuum and the broker's GC did during its window, and the p99 of the {} s warm-up \
              before it (from a standing start, not counted):\n\n",
             config.paced_warmup
         ));
@@ -1192,8 +1278,18 @@ async fn main() -> Result<(), Error> {
             } else {
                 vacuumed.join(", ")
             };
+            let gc = match samples.paced_gc.get(rep) {
+                Some(Some(pauses)) if pauses.is_empty() => "no pauses".to_owned(),
+                Some(Some(pauses)) => format!(
+                    "{} pauses, {:.1} ms in all, the longest {:.1} ms",
+                    pauses.len(),
+                    pauses.iter().sum::<f64>(),
+                    pauses.iter().copied().fold(0.0, f64::max)
+                ),
+                _ => "not logged".to_owned(),
+            };
             report.push_str(&format!(
-                "- rep {}: {p99:.1} ms; autovacuum: {vacuumed}; warm-up p99 {warmup:.1} ms\n",
+                "- rep {}: {p99:.1} ms; autovacuum: {vacuumed}; the broker's GC: {gc}; warm-up p99 {warmup:.1} ms\n",
                 rep + 1
             ));
         }
@@ -1230,4 +1326,25 @@ async fn main() -> Result<(), Error> {
     std::fs::write(&file, &report)?;
     eprintln!("[bench] written to {}", file.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gc_pauses_in;
+
+    #[test]
+    fn the_broker_gc_pauses_inside_a_window_are_read_from_its_log() {
+        let log = "\
+[2026-11-28T08:29:04.884+0000] GC(16) Pause Young (Concurrent Start) (G1 Evacuation Pause) 231M->161M(277M) 11.191ms
+[2026-11-28T08:29:04.926+0000] GC(17) Pause Remark 164M->164M(279M) 8.570ms
+[2026-11-28T08:29:04.927+0000] GC(17) Concurrent Mark Cycle 2.123ms
+[2026-11-28T08:29:06.195+0000] GC(18) Pause Young (Normal) (G1 Evacuation Pause) 232M->163M(279M) 12.785ms
+[2026-11-28T08:29:06.300+0000] Using G1
+";
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis() as f64;
+        let from = at("2026-11-28T08:29:04.900Z");
+        assert_eq!(gc_pauses_in(log, from, at("2026-11-28T08:29:07Z")), vec![8.57, 12.785]);
+        assert_eq!(gc_pauses_in(log, from, at("2026-11-28T08:29:05Z")), vec![8.57]);
+        assert!(gc_pauses_in(log, at("2026-11-28T08:29:07Z"), at("2026-11-28T08:29:08Z")).is_empty());
+    }
 }
