@@ -671,6 +671,91 @@ async fn the_relay_walks_the_unpublished_index_in_order_past_published_rows() {
     );
 }
 
+/// A new database's outbox, or one the retention sweep emptied, is analysed while empty. As a join,
+/// the relay's claim was then planned as a nested loop over every outbox row that ran the claim's
+/// subquery again for each; the relay's connection kept that plan (a prepared statement's generic
+/// plan) as the outbox filled, and 500-row passes took seconds. The claim takes its ids once and
+/// updates by key, whatever the statistics say.
+#[tokio::test]
+async fn the_relay_claim_takes_its_ids_once_even_on_an_outbox_analysed_empty() {
+    use diesel::sql_types::{Bool, Integer};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = Bool)]
+        locked: bool,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    async fn explain(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> String {
+        let lines: Vec<Line> = diesel::sql_query(format!("EXPLAIN (COSTS OFF) {sql}"))
+            .load(conn)
+            .await
+            .unwrap();
+        lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+    }
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    conn.batch_execute("ALTER TABLE outbox SET (autovacuum_enabled = false); ANALYZE outbox;")
+        .await
+        .unwrap();
+    conn.batch_execute("BEGIN").await.unwrap();
+    let lock: Locked = diesel::sql_query(inventory_postgres::RELAY_BEGIN)
+        .bind::<Integer, _>(inventory_postgres::RELAY_LOCK_CLASS)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(lock.locked);
+    let custom = explain(&mut conn, &inventory_postgres::RELAY_CLAIM.replace("$1", "500")).await;
+    conn.batch_execute(&format!(
+        "PREPARE claim(bigint) AS {}; SET LOCAL plan_cache_mode = force_generic_plan;",
+        inventory_postgres::RELAY_CLAIM
+    ))
+    .await
+    .unwrap();
+    let generic = explain(&mut conn, "EXECUTE claim(500)").await;
+    conn.batch_execute("ROLLBACK; DEALLOCATE claim").await.unwrap();
+    for (name, plan) in [("custom", custom), ("generic", generic)] {
+        assert!(
+            !plan.contains("Nested Loop") && plan.contains("InitPlan") && plan.contains("Index Cond: (id = ANY"),
+            "the {name} plan takes the ids once, then updates by key; got\n{plan}"
+        );
+    }
+
+    // And it claims what it should: the unpublished rows, in order, once.
+    conn.batch_execute(
+        "INSERT INTO outbox (event_id, event_type, message_key, payload, published_at) \
+           SELECT gen_random_uuid(), 'E', 'old' || g, '{}', now() FROM generate_series(1, 2000) g; \
+         INSERT INTO outbox (event_id, event_type, message_key, payload) \
+           SELECT gen_random_uuid(), 'E', 'new' || g, '{}' FROM generate_series(1, 30) g;",
+    )
+    .await
+    .unwrap();
+    let open = GatedPublisher::new(true);
+    let repo = repo(&db, 2);
+    assert_eq!(
+        OutboxStore::relay(&repo, 20, &open).await.unwrap(),
+        Relayed::Published(20)
+    );
+    assert_eq!(
+        OutboxStore::relay(&repo, 20, &open).await.unwrap(),
+        Relayed::Published(10)
+    );
+    assert_eq!(
+        OutboxStore::relay(&repo, 20, &open).await.unwrap(),
+        Relayed::Published(0)
+    );
+    let expected: Vec<String> = (1..=30).map(|g| format!("new{g}")).collect();
+    assert_eq!(
+        *open.published.lock().unwrap(),
+        expected,
+        "the unpublished rows, in outbox order"
+    );
+}
+
 #[tokio::test]
 async fn settled_reservations_are_purged_with_their_lines_and_holds_never() {
     let db = TestDb::new().await;
