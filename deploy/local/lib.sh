@@ -164,7 +164,8 @@ kafka_pid() {
 }
 
 # The brokers' JVM options: a small heap and the C1 compiler only, which starts fast and costs
-# little CPU on 2 cores for the tests. KAFKA_JVM_OPTS replaces them (the benchmark does).
+# little CPU on 2 cores for the tests. KAFKA_JVM_OPTS replaces them; KAFKA_JVM_EXTRA_OPTS adds to
+# them (the benchmark's GC log).
 KAFKA_JVM_OPTS_DEFAULT="-Xms256m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1"
 
 # kafka_start DIR PORT CONTROLLER_PORT: a single-node KRaft broker with its
@@ -191,8 +192,8 @@ kafka_start() {
   log "starting Kafka (KRaft, single node) on 127.0.0.1:$port"
   # A fresh log, so the start-up line below is this start's.
   rm -f "$dir/broker.log"
-  # shellcheck disable=SC2086 # KAFKA_JVM_OPTS is a list of options
-  nohup java ${KAFKA_JVM_OPTS:-$KAFKA_JVM_OPTS_DEFAULT} -Djava.awt.headless=true \
+  # shellcheck disable=SC2086 # KAFKA_JVM_OPTS and KAFKA_JVM_EXTRA_OPTS are lists of options
+  nohup java ${KAFKA_JVM_OPTS:-$KAFKA_JVM_OPTS_DEFAULT} ${KAFKA_JVM_EXTRA_OPTS:-} -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$dir" \
     -cp "$cp" kafka.Kafka "$dir/server.properties" > "$dir/stdout.log" 2>&1 &
   echo $! > "$dir/broker.pid"
@@ -292,8 +293,8 @@ kafka_format() {
 kafka_launch() {
   local dir="$1"
   rm -f "$dir/broker.log"
-  # shellcheck disable=SC2086 # KAFKA_JVM_OPTS is a list of options
-  setsid nohup java ${KAFKA_JVM_OPTS:-$KAFKA_JVM_OPTS_DEFAULT} -Djava.awt.headless=true \
+  # shellcheck disable=SC2086 # KAFKA_JVM_OPTS and KAFKA_JVM_EXTRA_OPTS are lists of options
+  setsid nohup java ${KAFKA_JVM_OPTS:-$KAFKA_JVM_OPTS_DEFAULT} ${KAFKA_JVM_EXTRA_OPTS:-} -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" -Dkafka.logs.dir="$dir" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" > "$dir/stdout.log" 2>&1 < /dev/null &
   echo $! > "$dir/broker.pid"

@@ -608,19 +608,30 @@ async fn plan(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> String {
     rows.into_iter().map(|r| r.line).collect::<Vec<_>>().join("\n")
 }
 
+/// Opens a transaction the way a relay pass does: its settings (no bitmap or sequential scans), and
+/// the relay lock.
+async fn begin_as_the_relay(conn: &mut diesel_async::AsyncPgConnection) {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    conn.batch_execute("BEGIN").await.unwrap();
+    let lock: Locked = diesel::sql_query(inventory_postgres::RELAY_BEGIN)
+        .bind::<diesel::sql_types::Integer, _>(inventory_postgres::RELAY_LOCK_CLASS)
+        .get_result(conn)
+        .await
+        .unwrap();
+    assert!(lock.locked);
+}
+
 /// Published rows keep their entries in `outbox_unpublished` until a vacuum. Without statistics
 /// (a new or emptied outbox, as after the benchmark's reset), the planner's own choice for the
 /// relay's query is a bitmap scan, which reads all of them and their heap pages on every pass and
 /// then sorts; the relay's settings make it walk the index in `id` order and stop at its limit.
 #[tokio::test]
 async fn the_relay_walks_the_unpublished_index_in_order_past_published_rows() {
-    use diesel::sql_types::{Bool, Integer};
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Locked {
-        #[diesel(sql_type = Bool)]
-        locked: bool,
-    }
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     conn.batch_execute(
@@ -644,13 +655,7 @@ async fn the_relay_walks_the_unpublished_index_in_order_past_published_rows() {
         "the case this test is about: left to itself, the planner reads the index as a bitmap; got\n{default}"
     );
 
-    conn.batch_execute("BEGIN").await.unwrap();
-    let lock: Locked = diesel::sql_query(inventory_postgres::RELAY_BEGIN)
-        .bind::<Integer, _>(inventory_postgres::RELAY_LOCK_CLASS)
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    assert!(lock.locked);
+    begin_as_the_relay(&mut conn).await;
     let relay = plan(&mut conn, &pending).await;
     conn.batch_execute("ROLLBACK").await.unwrap();
     assert!(
@@ -678,13 +683,7 @@ async fn the_relay_walks_the_unpublished_index_in_order_past_published_rows() {
 /// updates by key, whatever the statistics say.
 #[tokio::test]
 async fn the_relay_claim_takes_its_ids_once_even_on_an_outbox_analysed_empty() {
-    use diesel::sql_types::{Bool, Integer};
     use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Locked {
-        #[diesel(sql_type = Bool)]
-        locked: bool,
-    }
     #[derive(diesel::QueryableByName)]
     struct Line {
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
@@ -702,13 +701,7 @@ async fn the_relay_claim_takes_its_ids_once_even_on_an_outbox_analysed_empty() {
     conn.batch_execute("ALTER TABLE outbox SET (autovacuum_enabled = false); ANALYZE outbox;")
         .await
         .unwrap();
-    conn.batch_execute("BEGIN").await.unwrap();
-    let lock: Locked = diesel::sql_query(inventory_postgres::RELAY_BEGIN)
-        .bind::<Integer, _>(inventory_postgres::RELAY_LOCK_CLASS)
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    assert!(lock.locked);
+    begin_as_the_relay(&mut conn).await;
     let custom = explain(&mut conn, &inventory_postgres::RELAY_CLAIM.replace("$1", "500")).await;
     conn.batch_execute(&format!(
         "PREPARE claim(bigint) AS {}; SET LOCAL plan_cache_mode = force_generic_plan;",
