@@ -187,6 +187,18 @@ pub(crate) async fn add_stock(
     let AdminWrite { actor, body, once } =
         admin_write::<AddRequest>(&state.auth, &request, payload, Handler::AddStock).await?;
     let product = product_id("productId", body.product_id)?;
+    if let Some(route) = routes::literal_route_named(product.as_str()) {
+        return Err(ApiError::field(
+            "productId",
+            format!(
+                "'{}' is the path of {} {}: its stock could not be read at \
+                 GET /api/inventory/{{productId}}; give the product another id",
+                product.as_str(),
+                route.method,
+                route.path
+            ),
+        ));
+    }
     let amount = Quantity::new(body.quantity).map_err(|e| ApiError::field("quantity", e.to_string()))?;
     // No turn to take: an add is one increment in the store, and adds never conflict.
     let stock = state.service.add_stock(product, amount, actor, once).await?;

@@ -307,3 +307,14 @@ pub fn route(handler: Handler) -> &'static Route {
         .find(|r| r.handler == handler)
         .unwrap_or_else(|| panic!("the API table has no route for {handler:?}"))
 }
+
+/// The route whose literal path a product id would be in `GET /api/inventory/{productId}`, if any
+/// (`export`, `check`, ...). Literal paths are registered first, so such a product's stock could
+/// never be read there: the router answers that route (or 405) instead.
+pub fn literal_route_named(product_id: &str) -> Option<&'static Route> {
+    API.iter().find(|r| {
+        r.path
+            .strip_prefix("/api/inventory/")
+            .is_some_and(|tail| !tail.contains(['/', '{']) && tail == product_id)
+    })
+}

@@ -239,6 +239,59 @@ async fn invalid_input_is_named_and_never_reaches_the_use_case() {
 }
 
 #[actix_web::test]
+async fn an_add_refuses_the_ids_the_router_would_answer_with_another_route() {
+    // `GET /api/inventory/export` is the CSV export, `GET /api/inventory/check` a 405: a product
+    // with such an id could be stocked but never read at `GET /api/inventory/{productId}`.
+    for name in ["add", "audit", "audits", "check", "export"] {
+        let (status, _, _) = send(
+            MockStockUseCases::new(),
+            test::TestRequest::get().uri(&format!("/api/inventory/{name}")),
+        )
+        .await;
+        assert_ne!(
+            status, 200,
+            "GET /api/inventory/{name} reads another route, not the product"
+        );
+        let (status, problem, _) = send(
+            MockStockUseCases::new(),
+            post(
+                "/api/inventory/add",
+                &["ROLE_ADMIN"],
+                json!({"productId": name, "quantity": 1}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 422, "{name}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "productId", "{name}: {problem}");
+        let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("/api/inventory/{name}")), "{message}");
+    }
+    // Only those: ids merely like them are products as usual, and readable.
+    for name in ["exports", "Export", "check-1", "export.csv"] {
+        let mut mock = MockStockUseCases::new();
+        mock.expect_add_stock()
+            .times(1)
+            .returning(move |_, _, _, _| Ok(stock(name, 1, 0, 0)));
+        let (status, body, _) = send(
+            mock,
+            post(
+                "/api/inventory/add",
+                &["ROLE_ADMIN"],
+                json!({"productId": name, "quantity": 1}),
+            ),
+        )
+        .await;
+        assert_eq!((status, body["productId"].as_str()), (200, Some(name)), "{body}");
+        let mut mock = MockStockUseCases::new();
+        mock.expect_get_stock()
+            .times(1)
+            .returning(move |_| Ok(Some(stock(name, 1, 0, 0))));
+        let (status, body, _) = send(mock, test::TestRequest::get().uri(&format!("/api/inventory/{name}"))).await;
+        assert_eq!((status, body["productId"].as_str()), (200, Some(name)), "{body}");
+    }
+}
+
+#[actix_web::test]
 async fn a_bulk_count_line_error_names_the_line_and_keeps_the_lines_status() {
     let mut mock = MockStockUseCases::new();
     mock.expect_audit_many()

@@ -75,6 +75,9 @@ async fn status_table_of_every_endpoint() {
         (json!({"productId": "p"}), "quantity"),
         (json!({"productId": "", "quantity": 1}), "productId"),
         (json!({"productId": "p", "quantity": 1, "extra": true}), "extra"),
+        // A literal route's name: that product could never be read at GET /api/inventory/{id}.
+        (json!({"productId": "export", "quantity": 1}), "productId"),
+        (json!({"productId": "check", "quantity": 1}), "productId"),
     ] {
         let reply = post(&app, "/api/inventory/add", Some(&admin), &body).await;
         assert_problem(&reply, 422, "VALIDATION_FAILED");
