@@ -56,6 +56,7 @@ pub(crate) async fn write_changes(conn: &mut AsyncPgConnection, changes: &Change
 struct Pipeline<'a> {
     conn: &'a AsyncPgConnection,
     steps: Vec<(BoxFuture<'a, QueryResult<usize>>, Option<usize>)>,
+    probes_only: bool,
 }
 
 impl<'a> Pipeline<'a> {
@@ -63,7 +64,27 @@ impl<'a> Pipeline<'a> {
         Self {
             conn,
             steps: Vec::new(),
+            probes_only: false,
         }
+    }
+
+    /// Before the first `UPDATE ... FROM unnest(...)`: for the rest of the transaction, the
+    /// planner may only join by probing the primary key from the arrays, in their order (hash,
+    /// merge, sequential and bitmap plans, whose order is the table's, are turned off). Besides
+    /// the lock order, this keeps each statement's cost to its rows, not its table's: a plan the
+    /// connection caches is made under whatever settings its run had, and made on a table of a
+    /// few rows without them, it scanned the whole table on every later run (a 1-row update of
+    /// `reservations` read every page of 100,000 rows; `tests/tests/postgres.rs`).
+    fn probes_only(&mut self) {
+        if std::mem::replace(&mut self.probes_only, true) {
+            return;
+        }
+        let settings = Prepared(diesel::sql_query(
+            "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), \
+                    set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
+        ))
+        .execute(&mut self.conn());
+        self.push(settings, Some(1));
     }
 
     /// The connection to bind a statement to (a shared reference is what pipelines).
@@ -149,18 +170,11 @@ fn write_stock(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Result<(), T
     if !updates.is_empty() {
         // One statement locks and writes the rows, in `id` order, so concurrent savers queue
         // instead of deadlocking. The order is the plan's: the rows come from the arrays (sorted
-        // by id) in a nested loop over the primary key. Hash, merge, sequential and bitmap plans,
-        // whose order is the table's, are turned off for the rest of this transaction (its other
-        // statements probe by key too). A row missing or a version moved on updates fewer rows:
-        // a conflict, and the batch is redone from fresh state.
+        // by id) in a nested loop over the primary key (`probes_only`). A row missing or a version
+        // moved on updates fewer rows: a conflict, and the batch is redone from fresh state.
         let mut updates = updates;
         updates.sort_unstable_by_key(|w| w.inventory.id());
-        let ordered = Prepared(diesel::sql_query(
-            "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), \
-                    set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
-        ))
-        .execute(&mut pipeline.conn());
-        pipeline.push(ordered, Some(1));
+        pipeline.probes_only();
         let update = Prepared(
             diesel::sql_query(
                 "UPDATE inventory AS i \
@@ -270,6 +284,9 @@ fn write_reservations(pipeline: &mut Pipeline<'_>, changes: &ChangeSet) -> Resul
         pipeline.push(insert, Some(inserts.len()));
     }
     if !updates.is_empty() {
+        // Often after the stock's update, which set this already; not when the batch changes no
+        // stock (a create after its order's cancel only marks the reservation failed).
+        pipeline.probes_only();
         let (ids, statuses, reasons, expires) = columns(&updates);
         let update = Prepared(
             diesel::sql_query(
