@@ -116,3 +116,55 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A migrated schema in a database of its own on the stack's server, the database dropped when
+/// the test ends: for what PostgreSQL counts per database (`pg_stat_statements`), which other
+/// tests' schemas would otherwise share.
+pub struct OwnDatabase {
+    /// The schema, in that database.
+    pub db: TestDb,
+    name: String,
+    admin_url: String,
+}
+
+impl OwnDatabase {
+    /// Creates the database, then a migrated schema in it.
+    pub async fn new() -> Self {
+        let admin_url = stack().database_url.clone();
+        let name = unique("db");
+        let mut conn = admin(&admin_url).await;
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a database");
+        let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+        let (server, _) = base.rsplit_once('/').expect("the database URL names a database");
+        let url = if query.is_empty() {
+            format!("{server}/{name}")
+        } else {
+            format!("{server}/{name}?{query}")
+        };
+        let db = TestDb::on(&url).await;
+        Self { db, name, admin_url }
+    }
+}
+
+impl Drop for OwnDatabase {
+    fn drop(&mut self) {
+        let url = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                    let _ = conn
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
