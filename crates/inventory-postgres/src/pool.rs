@@ -48,7 +48,7 @@ impl Default for PoolConfig {
 pub fn pool(database_url: &str, config: &PoolConfig) -> PgPool {
     let mut setup = ManagerConfig::<AsyncPgConnection>::default();
     // TLS as libpq makes it (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`): see `tls`.
-    setup.custom_setup = Box::new(|url| Box::pin(crate::tls::connect(url)));
+    setup.custom_setup = Box::new(|url| Box::pin(connect(url)));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, setup);
     Pool::builder()
         .max_size(config.max_size)
@@ -60,6 +60,25 @@ pub fn pool(database_url: &str, config: &PoolConfig) -> PgPool {
         // database restart closes every idle one), which costs no round trip.
         .test_on_check_out(false)
         .build_unchecked(manager)
+}
+
+/// One connection of the pool: TLS as libpq makes it (`sslmode`, `sslrootcert`, `sslcert`,
+/// `sslkey`: see `tls`), then no sequential or bitmap scans for its whole session.
+///
+/// Every statement this service runs reads by key, or walks an index in order to a bound: none
+/// should ever read a whole table. The planner may still think so. A connection caches each
+/// prepared statement's plan from its sixth run until the table is next analysed; made on a table of
+/// a few rows (a new database, before autovacuum's first analysis), that plan was a sequential scan,
+/// and it stayed one as the table grew: the saga's load of one order's holds, lines and processed
+/// events read every page of 100,000 rows each (`tests/tests/postgres.rs`). With these two off, a
+/// statement that has an index path takes it; one with none still scans (they only add a cost).
+async fn connect(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+    use diesel_async::SimpleAsyncConnection;
+    let mut conn = crate::tls::connect(url).await?;
+    conn.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 /// A migration run failed.

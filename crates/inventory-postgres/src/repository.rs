@@ -237,85 +237,67 @@ impl InventoryRepository for PgRepository {
         let mut conn = self.conn().await?;
         let order_ids = strings(request.orders.iter().map(OrderId::as_str));
         let requested: BTreeSet<String> = request.products.iter().map(|p| p.as_str().to_owned()).collect();
-        // One transaction, for its planner settings, around one pipelined round trip: the orders'
-        // holds and lines, the events already processed, and the stock rows asked for (the lines'
-        // products, when a release needs more, cost a second).
-        //
-        // The settings: no sequential or bitmap scans. Each of these reads probes a key index for
-        // its ids, so its cost follows the batch, not the table. A connection caches a statement's
-        // plan from its sixth run until the table is next analysed; made on a table of a few rows
-        // (a new database, before autovacuum's first analysis), the plan was a sequential scan,
-        // and it stayed one as the table grew: the holds, lines and processed events of one order
-        // read every page of 100,000 rows each (`tests/tests/postgres.rs`).
-        let (reservation_rows, line_rows, processed, stock_rows) = conn
-            .transaction(async |tx| {
-                let db: &AsyncPgConnection = tx;
-                let settings = Prepared(diesel::sql_query(
-                    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)",
-                ))
-                .execute(&mut &*db);
-                let holds = (!order_ids.is_empty()).then(|| {
-                    reservations::table
-                        .filter(reservations::order_id.eq_any(order_ids.clone()))
-                        .select(ReservationRow::as_select())
-                        .load::<ReservationRow>(&mut &*db)
-                });
-                // Lines exist only under a reservation (migration 000011's checks), so they are
-                // found through the orders' reservations: a new order costs no probe of the lines'
-                // index. The lateral subquery keeps that a nested loop whatever the estimates; as a
-                // plain join, 500 ids planned a hash join over every line (30 ms against 0.7 on the
-                // benchmark's 120,000 lines).
-                let lines = (!order_ids.is_empty()).then(|| {
-                    Prepared(
-                        diesel::sql_query(
-                            "SELECT l.order_id, l.product_id, l.quantity FROM reservations r, \
-                             LATERAL (SELECT order_id, product_id, quantity FROM reservation_lines \
-                                      WHERE order_id = r.order_id OFFSET 0) l \
-                             WHERE r.order_id = ANY($1)",
-                        )
-                        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(order_ids.clone()),
+        // One pipelined round trip: the orders' holds and lines, the events already processed, and
+        // the stock rows asked for (the lines' products, when a release needs more, cost a second).
+        // Each probes a key index for its ids, on any table size: the pool's connections have
+        // sequential and bitmap scans off (`pool::connect`).
+        let (reservation_rows, line_rows, processed, mut stock_rows) = {
+            let db: &AsyncPgConnection = &conn;
+            let holds = (!order_ids.is_empty()).then(|| {
+                reservations::table
+                    .filter(reservations::order_id.eq_any(order_ids.clone()))
+                    .select(ReservationRow::as_select())
+                    .load::<ReservationRow>(&mut &*db)
+            });
+            // Lines exist only under a reservation (migration 000011's checks), so they are found
+            // through the orders' reservations: a new order costs no probe of the lines' index.
+            // The lateral subquery keeps that a nested loop whatever the estimates; as a plain
+            // join, 500 ids planned a hash join over every line (30 ms against 0.7 on the
+            // benchmark's 120,000 lines).
+            let lines = (!order_ids.is_empty()).then(|| {
+                Prepared(
+                    diesel::sql_query(
+                        "SELECT l.order_id, l.product_id, l.quantity FROM reservations r, \
+                         LATERAL (SELECT order_id, product_id, quantity FROM reservation_lines \
+                                  WHERE order_id = r.order_id OFFSET 0) l \
+                         WHERE r.order_id = ANY($1)",
                     )
-                    .load::<LineRow>(&mut &*db)
-                });
-                let processed = (!request.events.is_empty()).then(|| {
-                    processed_events::table
-                        .filter(processed_events::event_id.eq_any(request.events.clone()))
-                        .select(processed_events::event_id)
-                        .load::<Uuid>(&mut &*db)
-                });
-                let stock = (!requested.is_empty()).then(|| {
-                    inventory::table
-                        .filter(inventory::product_id.eq_any(requested.iter().cloned().collect::<Vec<_>>()))
-                        .select(StockRow::as_select())
-                        .load::<StockRow>(&mut &*db)
-                });
-                let (_, holds, lines, processed, mut stock) = futures_util::future::try_join5(
-                    settings,
-                    optional(holds),
-                    optional(lines),
-                    optional(processed),
-                    optional(stock),
+                    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(order_ids.clone()),
                 )
-                .await?;
-                let missing: Vec<String> = lines
-                    .iter()
-                    .filter(|l| !requested.contains(&l.product_id))
-                    .map(|l| l.product_id.clone())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                if !missing.is_empty() {
-                    let more: Vec<StockRow> = inventory::table
-                        .filter(inventory::product_id.eq_any(&missing))
-                        .select(StockRow::as_select())
-                        .load(&mut &*db)
-                        .await?;
-                    stock.extend(more);
-                }
-                diesel::QueryResult::Ok((holds, lines, processed, stock))
-            })
-            .await
-            .map_err(db_error)?;
+                .load::<LineRow>(&mut &*db)
+            });
+            let processed = (!request.events.is_empty()).then(|| {
+                processed_events::table
+                    .filter(processed_events::event_id.eq_any(request.events.clone()))
+                    .select(processed_events::event_id)
+                    .load::<Uuid>(&mut &*db)
+            });
+            let stock = (!requested.is_empty()).then(|| {
+                inventory::table
+                    .filter(inventory::product_id.eq_any(requested.iter().cloned().collect::<Vec<_>>()))
+                    .select(StockRow::as_select())
+                    .load::<StockRow>(&mut &*db)
+            });
+            futures_util::future::try_join4(optional(holds), optional(lines), optional(processed), optional(stock))
+                .await
+                .map_err(db_error)?
+        };
+        let missing: Vec<String> = line_rows
+            .iter()
+            .filter(|l| !requested.contains(&l.product_id))
+            .map(|l| l.product_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            let more: Vec<StockRow> = inventory::table
+                .filter(inventory::product_id.eq_any(&missing))
+                .select(StockRow::as_select())
+                .load(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            stock_rows.extend(more);
+        }
 
         let mut lines_by_order: HashMap<String, Vec<LineRow>> = HashMap::new();
         for line in line_rows {
