@@ -93,28 +93,31 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let url = self.admin_url.clone();
-        let schema = self.schema.clone();
-        // Drop runs inside the test's runtime; use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
-                    let _ = conn
-                        // A failed test may leave a transaction holding locks in the schema: give up
-                        // rather than hang (the schema is then left behind, under its unique name).
-                        .batch_execute(&format!(
-                            "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
-                        ))
-                        .await;
-                }
-            });
-        })
-        .join();
+        // A failed test may leave a transaction holding locks in the schema: give up rather than
+        // hang (the schema is then left behind, under its unique name).
+        run_from_drop(
+            &self.admin_url,
+            format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
+        );
     }
+}
+
+/// Runs `sql` at `url`, from a `Drop` (inside the test's runtime: so on a thread with its own);
+/// failures are ignored.
+fn run_from_drop(url: &str, sql: String) {
+    let url = url.to_owned();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                let _ = conn.batch_execute(&sql).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// A migrated schema in a database of its own on the stack's server, the database dropped when
@@ -150,21 +153,9 @@ impl OwnDatabase {
 
 impl Drop for OwnDatabase {
     fn drop(&mut self) {
-        let url = self.admin_url.clone();
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
-                    let _ = conn
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        run_from_drop(
+            &self.admin_url,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
