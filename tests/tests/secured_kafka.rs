@@ -209,9 +209,10 @@ async fn refused(kafka: &OwnKafka, secure: impl Fn(&mut Settings), expected: &[&
     let db = TestDb::new().await;
     let topics = Topics::new();
     let bootstrap = format!("localhost:{}", kafka.port());
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = inventory_app::telemetry::init(inventory_app::settings::LogFormat::Pretty);
-    }
+    // Kept to the end: dropping it stops the log's writer.
+    let _telemetry = std::env::var_os("RUST_LOG")
+        .is_some()
+        .then(|| inventory_app::telemetry::init(inventory_app::settings::LogFormat::Pretty));
     let started = std::time::Instant::now();
     let built = tokio::time::timeout(
         Duration::from_secs(90),

@@ -168,9 +168,10 @@ async fn soak() {
     eprintln!("soak: SOAK_SEED={seed} SOAK_PAUSES={pauses} SOAK_MAX_PAUSE_S={max_pause} SOAK_KILLS={kills}");
     let mut rng = fastrand::Rng::with_seed(seed);
     // With RUST_LOG set, the services' log (a watchdog restart says why) on stderr.
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = inventory_app::telemetry::init(inventory_app::settings::LogFormat::Pretty);
-    }
+    // Kept to the end: dropping it stops the log's writer.
+    let _telemetry = std::env::var_os("RUST_LOG")
+        .is_some()
+        .then(|| inventory_app::telemetry::init(inventory_app::settings::LogFormat::Pretty));
 
     let kafka = Arc::new(
         tokio::task::spawn_blocking(OwnKafka::start)

@@ -143,7 +143,7 @@ async fn create_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
 }
 
 /// Whether the broker answers a metadata request within `timeout`.
-pub async fn broker_reachable(producer: &rdkafka::producer::FutureProducer, timeout: Duration) -> bool {
+pub async fn broker_reachable(producer: &crate::publisher::ServiceProducer, timeout: Duration) -> bool {
     use rdkafka::producer::Producer;
     let client = producer.clone();
     tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, timeout).is_ok())

@@ -697,6 +697,7 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
             let producer = self.publisher.producer();
             match producer.send(out, Duration::from_secs(10)).await {
                 Ok(_) => {
+                    self.publisher.sent();
                     metrics::counter!("inventory_dead_letters_total", "topic" => m.topic().to_owned()).increment(1);
                     return true;
                 }
@@ -705,8 +706,8 @@ impl<R: InventoryRepository + 'static, C: Clock + 'static> SagaConsumer<R, C> {
                     drop_payload = true;
                 }
                 Err((e, _)) => {
-                    let fatal = self.publisher.renew_if_fatal(&producer);
-                    tracing::error!(error = %e, fatal, %topic, "cannot write a dead letter; retrying");
+                    let renewed = self.publisher.renew_if_stuck(&producer, &e);
+                    tracing::error!(error = %e, renewed, %topic, "cannot write a dead letter; retrying");
                     if !pause(attempt, shutdown).await {
                         return false;
                     }

@@ -14,6 +14,6 @@ pub use admin::{LastClientError, TopicsError, broker_reachable, connection_probl
 pub use config::{ClientProperties, KafkaConfig};
 pub use consumer::{SagaConsumer, run_saga};
 pub use decode::DecodeOptions;
-pub use publisher::KafkaPublisher;
+pub use publisher::{KafkaPublisher, ProducerLog, RENEW_AFTER_TIMEOUTS, ServiceProducer};
 pub use relay::{RELAY_BATCH, run_relay};
 pub use watchdog::{ConsumerHealth, WatchdogConfig};
