@@ -145,6 +145,11 @@ impl KafkaConfig {
         // password, a failed TLS handshake) never reach the contexts that route them into our log.
         config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
         config.set("bootstrap.servers", &self.bootstrap_servers);
+        // librdkafka backs off up to 10 s between attempts to reach a broker that is gone; the Java
+        // client's default is 1 s. After a broker's restart a client at the 10 s step waits up to
+        // that long before it tries again, while others are served (seen in the broker soak). The
+        // properties below may set it otherwise.
+        config.set("reconnect.backoff.max.ms", "1000");
         for (name, value) in self.client_properties.iter() {
             config.set(name, value);
         }
@@ -169,6 +174,9 @@ mod tests {
         config.client_properties.set("sasl.password", "hunter3");
         let client = config.client_config();
         assert_eq!(client.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(client.get("reconnect.backoff.max.ms"), Some("1000"));
+        config.client_properties.set("reconnect.backoff.max.ms", "5000");
+        assert_eq!(config.client_config().get("reconnect.backoff.max.ms"), Some("5000"));
         assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(client.get("sasl.password"), Some("hunter3"));
         let shown = format!("{config:?}");

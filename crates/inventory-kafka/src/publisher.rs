@@ -35,7 +35,17 @@ impl ClientContext for ProducerLog {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, reason, "kafka producer error");
+        // A lost or refused connection is logged by the saga's consumer, on the same brokers, and
+        // the relay logs every failed pass: at debug here, not once more every 100 ms of an outage.
+        let transient = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        );
+        if transient {
+            tracing::debug!(target: "librdkafka", %error, reason, "kafka producer error");
+        } else {
+            tracing::warn!(target: "librdkafka", %error, reason, "kafka producer error");
+        }
     }
 }
 
