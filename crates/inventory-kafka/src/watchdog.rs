@@ -5,9 +5,11 @@
 //! A consumer counts as **not consuming** (readiness DOWN, with the reason)
 //! while its consume loop is not running, while it holds no partition and
 //! the group has fewer members than partitions (it is not a standby: some
-//! partition has nobody, or it never joined), and while its partitions have
-//! lag and it made no progress for half the bound. The last two, once they
-//! last the whole bound, make the watchdog recreate it.
+//! partition has nobody, or it never joined), while its partitions have
+//! lag and it made no progress for half the bound, and while how far behind
+//! it is cannot be read for half the bound. The last three, once they last
+//! the whole bound, make the watchdog recreate it (the last only when the
+//! broker answers another client meanwhile: recreating would not help).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,8 +79,10 @@ struct State {
     last_progress: Option<Instant>,
     /// Why it does not consume, when it does not.
     problem: Option<String>,
-    /// Records behind on its partitions at the last look.
+    /// Records behind on its partitions at the last look (0 when it could not be read).
     behind: i64,
+    /// Since when its lag could not be read, while it holds partitions.
+    blind_since: Option<Instant>,
     /// The watchdog's bound.
     bound: Duration,
     /// Fault injection for tests: the loop stops polling until recreated.
@@ -107,6 +111,8 @@ pub(crate) struct Look {
     pub error: Option<String>,
     /// When the look began: progress after it makes its lag stale.
     pub started: Option<Instant>,
+    /// The lag could not be read, but the broker answered another client (the watchdog's own).
+    pub broker_answers: bool,
 }
 
 impl ConsumerHealth {
@@ -289,9 +295,29 @@ fn judge(state: &mut State, look: &Look, bound: Duration, now: Instant) -> Verdi
         };
     }
     let Some(lag) = &look.lag else {
-        // Holding partitions but the broker cannot say how far behind: readiness' broker check says the rest.
-        return Verdict::Fine;
+        // Holding partitions, and how far behind cannot be read: not a verdict of "fine" for long.
+        // A broker that answers nobody is readiness' broker check's to report, and recreating
+        // would not help; one that answers the watchdog's own client while this consumer's
+        // committed offsets cannot be read points at the consumer's own connections.
+        state.behind = 0;
+        let since = *state.blind_since.get_or_insert(now);
+        let blind = now.duration_since(since);
+        let why = || {
+            format!(
+                "how far behind it is cannot be read for {} s: {}",
+                blind.as_secs(),
+                look.error.as_deref().unwrap_or("unknown error")
+            )
+        };
+        return if blind >= bound && look.broker_answers {
+            Verdict::Restart("blind", why())
+        } else if blind >= bound / 2 {
+            Verdict::NotReady(why())
+        } else {
+            Verdict::Fine
+        };
     };
+    state.blind_since = None;
     let behind: i64 = lag.values().filter(|l| **l > 0).sum();
     state.behind = behind;
     if behind == 0 {
@@ -339,7 +365,10 @@ pub(crate) fn look(
     };
     match lag(consumer, admin, timeout) {
         Ok(lag) => look.lag = Some(lag),
-        Err(e) => look.error = Some(format!("cannot read the lag: {e}")),
+        Err(e) => {
+            look.error = Some(format!("cannot read the lag: {e}"));
+            look.broker_answers = admin.fetch_metadata(None, timeout).is_ok();
+        }
     }
     if look.lag.as_ref().is_some_and(|l| !l.is_empty()) {
         return look;
@@ -353,7 +382,10 @@ pub(crate) fn look(
     });
     match (members, partitions) {
         (Ok(m), Ok(p)) => look.group = Some((m, p)),
-        (Err(e), _) | (_, Err(e)) => look.error = Some(format!("cannot read the group: {e}")),
+        (Err(e), _) | (_, Err(e)) => {
+            // The lag's error, when it failed too, says more about a consumer holding partitions.
+            look.error.get_or_insert_with(|| format!("cannot read the group: {e}"));
+        }
     }
     look
 }
@@ -401,19 +433,44 @@ pub(crate) async fn watch(
     let admin = Arc::new(admin);
     // Each broker call of a look is bounded by this; a look makes at most a handful.
     let timeout = Duration::from_secs(2);
+    // A look that has not returned by then is judged as one that could read nothing (and awaited
+    // again at the next turn rather than started anew), so a hung broker call cannot silence the
+    // watchdog while readiness repeats its last verdict.
+    let look_limit = config.bound / 2;
+    let mut pending: Option<(tokio::task::JoinHandle<Look>, Instant)> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(config.interval) => {}
             _ = restart.cancelled() => return,
         }
-        // A strong reference for the look only: the consumer's close must not wait on the watchdog.
-        let Some(c) = consumer.upgrade() else {
-            return;
+        let (mut handle, began) = match pending.take() {
+            Some(hung) => hung,
+            None => {
+                // A strong reference for the look only: the consumer's close must not wait on the watchdog.
+                let Some(c) = consumer.upgrade() else {
+                    return;
+                };
+                let (a, g, t) = (Arc::clone(&admin), group.clone(), topics.clone());
+                let handle = tokio::task::spawn_blocking(move || look(&c, &a, &g, &t, timeout));
+                (handle, Instant::now())
+            }
         };
-        let (a, g, t) = (Arc::clone(&admin), group.clone(), topics.clone());
-        let Ok(look) = tokio::task::spawn_blocking(move || look(&c, &a, &g, &t, timeout)).await else {
-            continue;
+        let left = look_limit.saturating_sub(began.elapsed());
+        let look = match tokio::time::timeout(left, &mut handle).await {
+            Ok(Ok(look)) => look,
+            Ok(Err(_)) => continue,
+            Err(_) => {
+                pending = Some((handle, began));
+                Look {
+                    error: Some(format!(
+                        "a look at it has not returned for {} s",
+                        began.elapsed().as_secs()
+                    )),
+                    ..Look::default()
+                }
+            }
         };
+        tracing::debug!(took = ?began.elapsed(), lag = ?look.lag, group = ?look.group, error = ?look.error, "watchdog look");
         match health.judge(&look, config.bound) {
             Verdict::Restart(cause, why) => {
                 tracing::warn!(%why, cause, "saga consumer is not consuming; recreating it");
@@ -598,6 +655,48 @@ mod tests {
         };
         assert_eq!(judge(&mut idle, &caught_up, BOUND, later), Verdict::Fine);
         assert_eq!(idle.last_progress, Some(later));
+    }
+
+    #[test]
+    fn a_lag_that_cannot_be_read_is_not_fine_for_long_and_restarts_only_if_the_broker_answers() {
+        let mut state = running(2);
+        let start = Instant::now();
+        let behind = Look {
+            lag: lag(1),
+            ..Look::default()
+        };
+        assert_eq!(judge(&mut state, &behind, BOUND, start), Verdict::Fine);
+        let blind = |broker_answers| Look {
+            error: Some("cannot read the lag: OperationTimedOut".into()),
+            broker_answers,
+            ..Look::default()
+        };
+        assert_eq!(judge(&mut state, &blind(true), BOUND, start), Verdict::Fine);
+        assert_eq!(state.behind, 0, "what the last look read, not an older look's count");
+        let half = start + BOUND / 2;
+        let Verdict::NotReady(why) = judge(&mut state, &blind(false), BOUND, half) else {
+            panic!("blind for half the bound is not ready");
+        };
+        assert!(
+            why.contains("cannot be read for 15 s") && why.contains("OperationTimedOut"),
+            "{why}"
+        );
+        let later = start + BOUND + Duration::from_secs(1);
+        assert!(
+            matches!(judge(&mut state, &blind(false), BOUND, later), Verdict::NotReady(_)),
+            "a broker that answers nobody: recreating would not help"
+        );
+        assert!(matches!(
+            judge(&mut state, &blind(true), BOUND, later),
+            Verdict::Restart("blind", _)
+        ));
+        // Read again: the blind spell is over, and the lag is judged as usual.
+        let caught_up = Look {
+            lag: lag(0),
+            ..Look::default()
+        };
+        assert_eq!(judge(&mut state, &caught_up, BOUND, later), Verdict::Fine);
+        assert_eq!(judge(&mut state, &blind(true), BOUND, later), Verdict::Fine);
     }
 
     #[test]
