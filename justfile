@@ -180,9 +180,10 @@ bench: stack-up
     done
 
 # One rep of the fast profile with `perf record` sampling the service in each phase; flat profiles in
-# .local/bench/perf/<profile>-<phase>.txt (docs/performance.md reads them).
+# .local/bench/perf/<profile>-<phase>.txt, flame graphs in <phase>.svg (inferno; docs/performance.md reads them).
 bench-profile:
     command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf; }
+    command -v inferno-flamegraph >/dev/null || cargo install --locked inferno
     BENCH_PERF=1 BENCH_PROFILES="${BENCH_PROFILES:-fast}" BENCH_REPS=1 BENCH_GROWTH_PRODUCTS=0 just bench
 
 # Fuzz the running API from its OpenAPI document with schemathesis (pip); no answer may be a 5xx.

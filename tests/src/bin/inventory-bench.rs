@@ -29,7 +29,8 @@
 //! service's.
 //!
 //! With BENCH_PERF set, `perf record` samples the service during each phase; flat profiles go to
-//! `.local/bench/perf/<profile>-<phase>.txt` (the figures of such a run are not comparable).
+//! `.local/bench/perf/<profile>-<phase>.txt`, whole stacks to `<phase>.folded` and flame graphs to
+//! `<phase>.svg` (the figures of such a run are not comparable).
 //!
 //! Every run starts from a fresh database: the products, and BENCH_HISTORY (100,000) settled
 //! orders with their lines and events, analysed.
@@ -824,6 +825,21 @@ impl Profile {
             .output()?;
         std::fs::write(data.with_extension("txt"), &report.stdout)?;
         eprintln!("[bench] profile: {}", data.with_extension("txt").display());
+        // The whole stacks too (`<phase>.folded`, one line per stack with its samples) and their
+        // flame graph (`<phase>.svg`), with inferno (`just bench-profile` installs it).
+        let (folded, svg) = (data.with_extension("folded"), data.with_extension("svg"));
+        let script = format!(
+            "perf script -i '{}' 2>/dev/null | inferno-collapse-perf > '{}' && inferno-flamegraph --title '{}' < '{}' > '{}'",
+            data.display(),
+            folded.display(),
+            data.file_stem().unwrap_or_default().to_string_lossy(),
+            folded.display(),
+            svg.display()
+        );
+        match Command::new("sh").args(["-c", &script]).status() {
+            Ok(status) if status.success() => eprintln!("[bench] flame graph: {}", svg.display()),
+            _ => eprintln!("[bench] no flame graph (is inferno installed? cargo install inferno)"),
+        }
         Ok(())
     }
 }
