@@ -365,9 +365,10 @@ pub(crate) fn look(
     };
     match lag(consumer, admin, timeout) {
         Ok(lag) => look.lag = Some(lag),
-        Err(e) => {
+        Err((asked, e)) => {
             look.error = Some(format!("cannot read the lag: {e}"));
-            look.broker_answers = admin.fetch_metadata(None, timeout).is_ok();
+            // The consumer's own handle failed: does the broker answer the watchdog's client?
+            look.broker_answers = asked == Asked::Consumer && admin.fetch_metadata(None, timeout).is_ok();
         }
     }
     if look.lag.as_ref().is_some_and(|l| !l.is_empty()) {
@@ -390,19 +391,32 @@ pub(crate) fn look(
     look
 }
 
+/// Which client a failed broker call of a look went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// The saga consumer's own handle (its assignment, its committed offsets).
+    Consumer,
+    /// The watchdog's client of its own (watermarks).
+    Admin,
+}
+
 fn lag(
     consumer: &StreamConsumer<SagaContext>,
     admin: &BaseConsumer,
     timeout: Duration,
-) -> KafkaResult<BTreeMap<(String, i32), i64>> {
-    let assignment = consumer.assignment()?;
+) -> Result<BTreeMap<(String, i32), i64>, (Asked, KafkaError)> {
+    let assignment = consumer.assignment().map_err(|e| (Asked::Consumer, e))?;
     let mut lag = BTreeMap::new();
     if assignment.count() == 0 {
         return Ok(lag);
     }
-    let committed = consumer.committed_offsets(assignment, timeout)?;
+    let committed = consumer
+        .committed_offsets(assignment, timeout)
+        .map_err(|e| (Asked::Consumer, e))?;
     for element in committed.elements() {
-        let (low, high) = admin.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let (low, high) = admin
+            .fetch_watermarks(element.topic(), element.partition(), timeout)
+            .map_err(|e| (Asked::Admin, e))?;
         let done = match element.offset() {
             Offset::Offset(o) => o,
             _ => low,
