@@ -15,13 +15,42 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// An order id as the order's producer wrote it: text, or an integer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OrderId {
     /// Written as a JSON integer by its producer, so answered as one.
     Number(i64),
     /// Text (1 to 128 characters).
     Text(String),
+}
+
+// Read by hand rather than as an untagged enum: that buffers the value and, for every id that is
+// text, first builds (and formats) the error of reading it as an integer, on every record.
+impl<'de> Deserialize<'de> for OrderId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = OrderId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<OrderId, E> {
+                Ok(OrderId::Number(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<OrderId, E> {
+                i64::try_from(n)
+                    .map(OrderId::Number)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OrderId, E> {
+                Ok(OrderId::Text(s.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<OrderId, E> {
+                Ok(OrderId::Text(s))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// What every produced event carries. Readers should ignore fields they do
@@ -395,4 +424,35 @@ fn product_schema(event_type: &str) -> serde_json::Value {
     }
     schema["title"] = event_type.into();
     schema
+}
+
+#[cfg(test)]
+mod order_id_tests {
+    use super::OrderId;
+
+    #[test]
+    fn an_order_id_reads_as_text_or_an_integer_and_nothing_else() {
+        let read = |json: &str| serde_json::from_str::<OrderId>(json);
+        assert_eq!(read(r#""o-1""#).unwrap(), OrderId::Text("o-1".into()));
+        assert_eq!(read("42").unwrap(), OrderId::Number(42));
+        assert_eq!(read("-7").unwrap(), OrderId::Number(-7));
+        assert_eq!(read(&i64::MAX.to_string()).unwrap(), OrderId::Number(i64::MAX));
+        for bad in ["9223372036854775808", "1.5", "true", "null", "[]", "{}"] {
+            let e = read(bad).expect_err(bad).to_string();
+            assert!(e.contains("a string or an integer"), "{bad}: {e}");
+        }
+        // From a parsed value too, as the consumer reads: the same answers.
+        let value: serde_json::Value = serde_json::from_str(r#"{"a":"o-2","b":9451057838483}"#).unwrap();
+        assert_eq!(
+            serde_json::from_value::<OrderId>(value["a"].clone()).unwrap(),
+            OrderId::Text("o-2".into())
+        );
+        assert_eq!(
+            serde_json::from_value::<OrderId>(value["b"].clone()).unwrap(),
+            OrderId::Number(9451057838483)
+        );
+        // Written back as it was read.
+        assert_eq!(serde_json::to_string(&OrderId::Number(42)).unwrap(), "42");
+        assert_eq!(serde_json::to_string(&OrderId::Text("o".into())).unwrap(), r#""o""#);
+    }
 }

@@ -795,7 +795,18 @@ impl Profile {
         std::fs::create_dir_all(&dir)?;
         let data = dir.join(format!("{}-{phase}.data", config.profile));
         let child = Command::new("perf")
-            .args(["record", "-F", "499", "-g", "-p", &service.child.id().to_string(), "-o"])
+            // DWARF unwinding: the release build keeps no frame pointers, so `-g` alone gives the
+            // leaf function and little above it.
+            .args([
+                "record",
+                "-F",
+                "499",
+                "--call-graph",
+                "dwarf,32768",
+                "-p",
+                &service.child.id().to_string(),
+                "-o",
+            ])
             .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
