@@ -8,6 +8,12 @@ use inventory_app::settings::Settings;
 use inventory_app::{Application, BoxError, telemetry};
 use secrecy::ExposeSecret;
 
+/// mimalloc rather than glibc's malloc: in an A/B on the benchmark (fast profile, two rounds),
+/// 10-14 % more 1-line and 14-34 % more 3-line orders per second, 32-50 % more `/check`s, and
+/// a lower paced p99, for a resident set of about 80 MB instead of 45-50 (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     if let Err(e) = run().await {
