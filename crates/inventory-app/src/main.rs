@@ -10,7 +10,8 @@ use secrecy::ExposeSecret;
 
 /// mimalloc rather than glibc's malloc: in an A/B on the benchmark (fast profile, two rounds),
 /// 10-14 % more 1-line and 14-34 % more 3-line orders per second, 32-50 % more `/check`s, and
-/// a lower paced p99, for a resident set of about 80 MB instead of 45-50 (docs/performance.md).
+/// a lower paced p99. Built without transparent huge pages (the `no_thp` feature): with them the
+/// peak resident set went from 52 to 99-118 MB; without, 72 MB (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
